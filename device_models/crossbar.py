@@ -1,0 +1,478 @@
+"""MTJ crossbar network with STNO neurons: the first emulated chip.
+
+Topology (fixed at fabrication): neuron layers of sizes ``n_0 (inputs), n_1, …, n_N``; crossbar
+``k`` connects layer ``k`` to layer ``k+1`` with an ``n_{k+1} × (n_k + 1)`` array of synapses, the
+extra column a bias line held at the read bias. Each synapse is a differential pair of
+multi-level MTJ cells, weight ``w = (G⁺ − G⁻)/G_unit`` (DESIGN.md §4). A crossbar is read
+forward (``W s_k``, voltages on the columns) and transposed (``Wᵀ s_{k+1}``, voltages on the
+rows) — the symmetric connectivity Equilibrium Propagation needs.
+
+Read with bias nonlinearity: a cell's conductance is its parallel part plus its antiparallel
+part, and only the latter depends on the voltage through ``TMR(V)``. With ``A``/``B`` the
+P/AP parts at the read bias (in weight units) and ``W = A + B``,
+
+    h = W x + B [x ∘ (s(x) − 1)],   s(x) = G_AP(x·V_read) / G_AP(V_read),
+
+two matrix products instead of one per cell and sample (see :func:`mtj.ap_bias_factor`).
+
+Neurons are STNOs at their steady state, ``ρ(h) = p₀(ζ(h))/p₀(ζ_max)``
+(:mod:`device_models.stno`). ``relax`` iterates the synchronous dynamics of the prototypical
+EP setting (Laborieux et al., Front. Neurosci. 15:633674 (2021))
+
+    s_n ← (1−κ) s_n + κ ρ(W_{n−1} s_{n−1} + b_{n−1} + W_nᵀ s_{n+1} [+ β (y − s_N) for n = N]),
+
+with the input drive ``W_0 x + b_0`` computed once per call.
+
+Programming (first approximation; MTJ switching physics replaces it in a later issue):
+write-and-verify drives the pair towards its target on the ``levels`` grid. The lower cell of
+the pair sits at its floor (reset state), the other is set to ``floor + |w|·G_unit``; the write
+lands with error ``prog_std`` × the nominal conductance range. A target outside the cell's own
+range (device-to-device spread, stuck cells) saturates and is reported as a failure. Only pairs
+whose grid target changed are rewritten.
+
+Every operation reports the chip's own time and energy from its physics (DESIGN.md §2): reads
+``Σ V²·G·t_read``, neurons ``Σ R·I²·t``, writes ``V·I·t_pulse`` per pulse; and the bench's
+``instrument_time_s`` (bus round trip, per-sample DAC/ADC, per-pulse write-verify).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from device_models import mtj, stno
+from device_models.config import CrossbarConfig
+
+MODEL_VERSION = "crossbar-1.0"
+
+#: Codes of a cell's fabrication state.
+FREE, STUCK_P, STUCK_AP = 0, 1, 2
+
+
+def default_w_max(fan_in: int) -> float:
+    """Weight range of a crossbar fed by ``fan_in`` inputs: ``4/√fan_in`` (a fabrication gain).
+
+    Chosen so that weights a few times the usual ``1/√fan_in`` initial scale fit on the grid.
+    """
+    return float(4.0 / np.sqrt(fan_in))
+
+
+def weight_names(n_crossbars: int) -> list[str]:
+    """Names of the programmable arrays: ``W0, b0, W1, b1, …``."""
+    return [f"{p}{k}" for k in range(n_crossbars) for p in ("W", "b")]
+
+
+@dataclass
+class _Crossbar:
+    """State of one crossbar: per-cell fabrication draws and the programmed conductances [S]."""
+
+    n_out: int
+    n_in: int
+    w_max: float
+    g_unit_s: float
+    dg_nom_s: float
+    g_p: np.ndarray  # (2, n_out, n_in+1) parallel conductance of + and − cells
+    g_ap: np.ndarray  # (2, n_out, n_in+1) antiparallel conductance at the read bias
+    floor: np.ndarray  # (2, …) lowest reachable conductance (G_AP, or the stuck value)
+    ceil: np.ndarray  # (2, …) highest reachable conductance (G_P, or the stuck value)
+    g: np.ndarray  # (2, …) achieved conductances
+    target: np.ndarray  # (n_out, n_in+1) grid target of each pair (NaN: never written)
+    w: np.ndarray  # (n_out, n_in) effective weight at the read bias, emulation dtype
+    b: np.ndarray  # (n_out,) effective bias
+    w_ap: np.ndarray | None  # (n_out, n_in) AP part of w, for the bias nonlinearity
+    col_g_sum: np.ndarray  # (n_in+1,) Σ over rows of G⁺+G⁻: forward-read power per V²
+    row_g_sum: np.ndarray  # (n_out,) Σ over columns of G⁺+G⁻ (weights only): transposed read
+
+    def refresh(self, dtype: np.dtype, nonlinear: bool) -> None:
+        """Recompute the derived read matrices from the conductances."""
+        full = (self.g[0] - self.g[1]) / self.g_unit_s
+        self.w = np.ascontiguousarray(full[:, : self.n_in], dtype=dtype)
+        self.b = np.ascontiguousarray(full[:, self.n_in], dtype=dtype)
+        if nonlinear:
+            span = self.g_p - self.g_ap
+            frac_ap = np.divide(self.g_p - self.g, span, out=np.zeros_like(span), where=span > 0)
+            ap = frac_ap * self.g_ap
+            self.w_ap = np.ascontiguousarray((ap[0] - ap[1])[:, : self.n_in] / self.g_unit_s, dtype=dtype)
+        total = self.g[0] + self.g[1]
+        self.col_g_sum = total.sum(axis=0)
+        self.row_g_sum = total[:, : self.n_in].sum(axis=1)
+
+
+class CrossbarNetwork:
+    """An emulated MTJ crossbar chip: layers of differential-pair synapses and STNO neurons.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Neuron layer sizes ``(n_0, …, n_N)``; ``n_0`` is the number of inputs.
+    config : CrossbarConfig
+        Physics and non-idealities.
+    seed : int
+        Fabrication draws (spreads, stuck cells) and the cycle-to-cycle noise both derive from it,
+        on independent streams: the same seed and the same calls give the same results.
+    w_max : sequence of float, optional
+        Weight range of each crossbar (default :func:`default_w_max`).
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        config: CrossbarConfig,
+        seed: int,
+        w_max: Sequence[float] | None = None,
+    ) -> None:
+        if len(sizes) < 2 or any(int(n) < 1 for n in sizes):
+            raise ValueError(f"sizes must list at least two positive layer sizes, got {list(sizes)}")
+        self.sizes = tuple(int(n) for n in sizes)
+        self.n_crossbars = len(self.sizes) - 1
+        if w_max is None:
+            w_max = [default_w_max(n) for n in self.sizes[:-1]]
+        if len(w_max) != self.n_crossbars or any(not (w > 0) for w in w_max):
+            raise ValueError(f"w_max must hold {self.n_crossbars} positive values, got {list(w_max)}")
+        self.w_max = tuple(float(w) for w in w_max)
+        self.config = config
+        self.seed = int(seed)
+        self.dtype = np.dtype(config.dtype)
+        fab_seq, op_seq = np.random.SeedSequence(self.seed).spawn(2)
+        fab_rng = np.random.default_rng(fab_seq)
+        self._rng = np.random.default_rng(op_seq)
+        self._xbars = [
+            self._fabricate(self.sizes[k + 1], self.sizes[k], self.w_max[k], fab_rng) for k in range(self.n_crossbars)
+        ]
+
+    # ------------------------------------------------------------------ fabrication
+    def _fabricate(self, n_out: int, n_in: int, w_max: float, rng: np.random.Generator) -> _Crossbar:
+        c = self.config
+        shape = (2, n_out, n_in + 1)
+        g_p_nom = 1.0 / c.r_p_ohm
+        g_ap_nom = float(mtj.g_ap_s(g_p_nom, c.tmr0, c.v_read_v, c.v_h_v))
+        dg_nom = g_p_nom - g_ap_nom
+        r_p = c.r_p_ohm * np.maximum(1.0 + c.r_p_dtod * rng.standard_normal(shape), 0.1)
+        tmr0 = c.tmr0 * np.maximum(1.0 + c.tmr_dtod * rng.standard_normal(shape), 0.0)
+        g_p = 1.0 / r_p
+        g_ap = mtj.g_ap_s(g_p, tmr0, c.v_read_v, c.v_h_v)
+        stuck = np.full(shape, FREE, dtype=np.int8)
+        if c.stuck_fraction > 0:
+            is_stuck = rng.random(shape) < c.stuck_fraction
+            stuck[is_stuck] = np.where(rng.random(int(is_stuck.sum())) < 0.5, STUCK_P, STUCK_AP)
+        stuck_value = np.where(stuck == STUCK_P, g_p, g_ap)
+        floor = np.where(stuck == FREE, g_ap, stuck_value)
+        ceil = np.where(stuck == FREE, g_p, stuck_value)
+        xb = _Crossbar(
+            n_out=n_out,
+            n_in=n_in,
+            w_max=w_max,
+            g_unit_s=dg_nom / w_max,
+            dg_nom_s=dg_nom,
+            g_p=g_p,
+            g_ap=g_ap,
+            floor=floor,
+            ceil=ceil,
+            g=floor.copy(),  # fresh chip: every cell in its reset state
+            target=np.full((n_out, n_in + 1), np.nan),
+            w=np.empty(0),
+            b=np.empty(0),
+            w_ap=None,
+            col_g_sum=np.empty(0),
+            row_g_sum=np.empty(0),
+        )
+        xb.refresh(self.dtype, c.bias_nonlinearity)
+        return xb
+
+    # ------------------------------------------------------------------ reads
+    def _bias_term(self, v: np.ndarray) -> np.ndarray:
+        """``x ∘ (s(x) − 1)``: the input's share of the AP conductance change with bias."""
+        c = self.config
+        factor = mtj.ap_bias_factor(v * c.v_read_v, c.v_read_v, c.tmr0, c.v_h_v).astype(self.dtype, copy=False)
+        factor -= 1.0
+        factor *= v
+        return factor
+
+    def _read_forward(self, k: int, v: np.ndarray) -> np.ndarray:
+        """Column-to-row read of crossbar ``k``: ``W_k v + b_k`` (+ bias nonlinearity)."""
+        xb = self._xbars[k]
+        h = v @ xb.w.T
+        h += xb.b
+        if xb.w_ap is not None:
+            h += self._bias_term(v) @ xb.w_ap.T
+        return h
+
+    def _read_transposed(self, k: int, v: np.ndarray) -> np.ndarray:
+        """Row-to-column read of crossbar ``k``: ``W_kᵀ v`` (+ bias nonlinearity)."""
+        xb = self._xbars[k]
+        h = v @ xb.w
+        if xb.w_ap is not None:
+            h += self._bias_term(v) @ xb.w_ap
+        return h
+
+    def _read_energy_j(self, k: int, v: np.ndarray, transposed: bool) -> float:
+        """``Σ V²·G·t_read`` of one read of crossbar ``k`` for every sample of ``v``."""
+        c, xb = self.config, self._xbars[k]
+        v2 = np.square(v, dtype=np.float64)
+        if transposed:
+            power = float(v2.sum(axis=0) @ xb.row_g_sum)
+        else:
+            power = float(v2.sum(axis=0) @ xb.col_g_sum[: xb.n_in] + v.shape[0] * xb.col_g_sum[xb.n_in])
+        return power * c.v_read_v**2 * c.t_read_s
+
+    def _activate(self, h: np.ndarray) -> np.ndarray:
+        c = self.config
+        return stno.activation(h, c.q_damping, c.zeta_max)
+
+    def _neuron_energy_j(self, h: np.ndarray) -> float:
+        c = self.config
+        return stno.neuron_energy_j(h, c.zeta_max, c.i_th_a, c.r_stno_ohm, c.t_neuron_s)
+
+    def _measure(self, s: np.ndarray) -> np.ndarray:
+        """A measured neuron output: the true one plus read noise (``read_std`` of full scale 1)."""
+        std = self.config.read_std
+        if std == 0:
+            return s.copy()
+        return s + std * self._rng.standard_normal(s.shape, dtype=self.dtype)
+
+    def _report(self, device_time_s: float, n_samples: int, energy_terms: Mapping[str, float], **extra: Any) -> dict:
+        c = self.config
+        instrument = c.t_bus_s + n_samples * c.t_sample_s + device_time_s
+        return {
+            "device_time_s": device_time_s,
+            "instrument_time_s": instrument,
+            "energy_j": float(sum(energy_terms.values())),
+            "energy_terms_j": dict(energy_terms),
+            **extra,
+        }
+
+    # ------------------------------------------------------------------ operations
+    def forward(self, x: np.ndarray, layers: Sequence[int] | None = None) -> tuple[list[np.ndarray], dict]:
+        """One feed-forward measurement through the crossbars ``layers`` (consecutive; all if None).
+
+        ``x`` has shape ``(batch, n_{layers[0]})`` in units of the read bias. Returns the measured
+        output of each crossbar applied, in order, and the report.
+        """
+        layers = list(range(self.n_crossbars)) if layers is None else list(layers)
+        c = self.config
+        a = np.asarray(x, dtype=self.dtype)
+        outputs, e_read, e_neuron = [], 0.0, 0.0
+        for k in layers:
+            h = self._read_forward(k, a)
+            e_read += self._read_energy_j(k, a, transposed=False)
+            e_neuron += self._neuron_energy_j(h)
+            a = self._activate(h)
+            outputs.append(self._measure(a))
+        batch = a.shape[0]
+        device_time = batch * len(layers) * (c.t_read_s + c.t_neuron_s)
+        report = self._report(device_time, batch * len(layers), {"read": e_read, "neuron": e_neuron})
+        return outputs, report
+
+    def relax(
+        self,
+        x: np.ndarray,
+        beta: float = 0.0,
+        target: np.ndarray | None = None,
+        steps: int = 20,
+        init: Sequence[np.ndarray] | None = None,
+        rate: float = 1.0,
+    ) -> tuple[list[np.ndarray], dict]:
+        """Let the network settle for ``steps`` synchronous updates and measure every layer.
+
+        Free phase: ``beta = 0``; nudged phase: ``beta ≠ 0`` with ``target`` (batch, n_N), the
+        nudge ``+β(y − s_N)`` entering inside the output activation. ``init`` (one array per
+        neuron layer) is the starting state, zeros if omitted. ``rate`` κ ∈ (0, 1] is the fraction
+        of the way to its steady state a neuron moves per update. The report's ``residual`` is
+        ``max |s(t) − s(t−1)|`` over the last update.
+        """
+        c = self.config
+        x = np.asarray(x, dtype=self.dtype)
+        batch = x.shape[0]
+        n = self.n_crossbars
+        if init is None:
+            states = [np.zeros((batch, self.sizes[k + 1]), dtype=self.dtype) for k in range(n)]
+        else:
+            states = [np.array(s, dtype=self.dtype) for s in init]
+        y = None if target is None else np.asarray(target, dtype=self.dtype)
+        drive = self._read_forward(0, x)  # the input drive W₀x + b₀, once per call
+        e_read_step0 = self._read_energy_j(0, x, transposed=False)
+        e_read = e_neuron = 0.0
+        residual = 0.0
+        for _ in range(steps):
+            new_states = []
+            for k in range(n):  # neuron layer k+1, fed by crossbar k (and k+1 transposed)
+                h = drive.copy() if k == 0 else self._read_forward(k, states[k - 1])
+                if k + 1 < n:
+                    h += self._read_transposed(k + 1, states[k + 1])
+                if k + 1 == n and beta != 0.0:
+                    h += beta * (y - states[k])
+                e_neuron += self._neuron_energy_j(h)
+                s = self._activate(h)
+                if rate != 1.0:
+                    s = states[k] + rate * (s - states[k])
+                new_states.append(s)
+            for k in range(n):
+                e_read += (e_read_step0 if k == 0 else self._read_energy_j(k, states[k - 1], transposed=False))
+                if k + 1 < n:
+                    e_read += self._read_energy_j(k + 1, states[k + 1], transposed=True)
+            residual = max(float(np.max(np.abs(a - b))) for a, b in zip(new_states, states))
+            states = new_states
+        measured = [self._measure(s) for s in states]
+        device_time = batch * steps * (c.t_read_s + c.t_neuron_s)
+        report = self._report(
+            device_time, batch, {"read": e_read, "neuron": e_neuron}, steps=steps, residual=residual, beta=beta
+        )
+        return measured, report
+
+    def read_weights(self) -> tuple[dict[str, np.ndarray], dict]:
+        """Measure the programmed state: effective weights and biases at the read bias.
+
+        A weight read integrates long enough (verify-grade) that read noise is negligible.
+        """
+        c = self.config
+        out: dict[str, np.ndarray] = {}
+        cells = 0
+        for k, xb in enumerate(self._xbars):
+            out[f"W{k}"] = xb.w.copy()
+            out[f"b{k}"] = xb.b.copy()
+            cells += xb.target.size
+        device_time = cells * 2 * c.t_read_s
+        return out, self._report(device_time, 0, {"read": self._weight_read_energy_j()})
+
+    def _weight_read_energy_j(self) -> float:
+        c = self.config
+        total = sum(float(xb.g.sum()) for xb in self._xbars)
+        return total * c.v_read_v**2 * c.t_read_s
+
+    def targets(self) -> dict[str, np.ndarray]:
+        """The grid targets last programmed (NaN where never written): the controller's record."""
+        out = {}
+        for k, xb in enumerate(self._xbars):
+            out[f"W{k}"] = xb.target[:, : xb.n_in].copy()
+            out[f"b{k}"] = xb.target[:, xb.n_in].copy()
+        return out
+
+    def quantize(self, k: int, w: np.ndarray) -> np.ndarray:
+        """Grid target of crossbar ``k`` nearest to ``w`` (clipped to ``±w_max``)."""
+        w_max, levels = self.w_max[k], self.config.levels
+        w = np.clip(np.asarray(w, dtype=np.float64), -w_max, w_max)
+        if levels == 0:
+            return w
+        step = w_max / (levels - 1)
+        return np.rint(w / step) * step
+
+    def program(self, targets: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict]:
+        """Write-and-verify the named arrays (``W{k}``, ``b{k}``) to their grid targets.
+
+        Returns the achieved weights of every array written to, and a report with the pairs
+        rewritten, the failures (flat indices per array), time and energy. Only pairs whose grid
+        target changed are rewritten.
+        """
+        new_targets = {}
+        for k in sorted({self.layer_of(name) for name in targets}):
+            xb = self._xbars[k]
+            full = xb.target.copy()
+            if f"W{k}" in targets:
+                full[:, : xb.n_in] = self.quantize(k, targets[f"W{k}"])
+            if f"b{k}" in targets:
+                full[:, xb.n_in] = self.quantize(k, targets[f"b{k}"])
+            new_targets[k] = full
+        return self._write_all(new_targets, names=list(targets))
+
+    def update(self, deltas: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict]:
+        """Incremental write: move each pair by ``delta`` in whole grid steps.
+
+        Like a pulsed learning rule, the number of level steps is ``delta/step`` rounded
+        stochastically (unbiased), so updates smaller than a level still act in expectation.
+        Pairs never programmed start from 0; results saturate at ``±w_max``.
+        """
+        new_targets = {}
+        for k in sorted({self.layer_of(name) for name in deltas}):
+            xb = self._xbars[k]
+            full = np.nan_to_num(xb.target, nan=0.0)
+            delta = np.zeros_like(full)
+            if f"W{k}" in deltas:
+                delta[:, : xb.n_in] = deltas[f"W{k}"]
+            if f"b{k}" in deltas:
+                delta[:, xb.n_in] = deltas[f"b{k}"]
+            levels = self.config.levels
+            if levels:
+                step = xb.w_max / (levels - 1)
+                n_steps = np.floor(delta / step + self._rng.random(delta.shape))
+                full = full + n_steps * step
+            else:
+                full = full + delta
+            new_targets[k] = np.clip(full, -xb.w_max, xb.w_max)
+        return self._write_all(new_targets, names=list(deltas))
+
+    def layer_of(self, name: str) -> int:
+        if len(name) < 2 or name[0] not in "Wb" or not name[1:].isdigit() or int(name[1:]) >= self.n_crossbars:
+            raise KeyError(name)
+        return int(name[1:])
+
+    def _write_all(self, new_targets: Mapping[int, np.ndarray], names: Sequence[str]) -> tuple[dict, dict]:
+        c = self.config
+        written = failures = pulses = 0
+        energy = 0.0
+        failed: dict[str, np.ndarray] = {}
+        for k, full in new_targets.items():
+            xb = self._xbars[k]
+            flat, old = full.ravel(), xb.target.ravel()
+            changed = np.flatnonzero(~np.isnan(flat) & ~(flat == old))  # never-written (NaN) old counts as changed
+            fail_idx, e = self._write_cells(xb, changed, flat[changed])
+            xb.target = full
+            xb.refresh(self.dtype, c.bias_nonlinearity)
+            written += changed.size
+            failures += fail_idx.size
+            energy += e
+            rows, cols = np.unravel_index(fail_idx, full.shape)
+            weight_part = cols < xb.n_in
+            failed[f"W{k}"] = np.ravel_multi_index((rows[weight_part], cols[weight_part]), (xb.n_out, xb.n_in))
+            failed[f"b{k}"] = rows[~weight_part]
+        pulses = written * 2 * c.pulses_per_write
+        device_time = pulses * (c.t_pulse_s + c.t_read_s)
+        weights, _ = self.read_weights()
+        achieved = {name: weights[name] for name in names}
+        report = self._report(
+            device_time,
+            0,
+            {"write": energy},
+            pairs_written=int(written),
+            pulses=int(pulses),
+            failures=int(failures),
+            failed={name: failed[name].astype(np.int64) for name in names},
+        )
+        report["instrument_time_s"] += pulses * c.t_write_verify_s
+        return achieved, report
+
+    def _write_cells(self, xb: _Crossbar, idx: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, float]:
+        """Write the pairs at flat indices ``idx`` to weights ``w``; returns failed indices and energy [J]."""
+        c = self.config
+        if idx.size == 0:
+            return idx, 0.0
+        floor_p, floor_m = xb.floor[0].ravel()[idx], xb.floor[1].ravel()[idx]
+        ceil_p, ceil_m = xb.ceil[0].ravel()[idx], xb.ceil[1].ravel()[idx]
+        dg = w * xb.g_unit_s
+        gt_p = np.maximum(floor_p, floor_m + dg)  # the lower cell of the pair stays at its floor
+        gt_m = gt_p - dg
+        fail = (gt_p > ceil_p * (1 + 1e-12)) | (gt_m > ceil_m * (1 + 1e-12))
+        if c.prog_std > 0:
+            err = c.prog_std * xb.dg_nom_s * self._rng.standard_normal(idx.size)
+            plus_active = (gt_p - floor_p) >= (gt_m - floor_m)
+            gt_p = gt_p + np.where(plus_active, err, 0.0)
+            gt_m = gt_m + np.where(plus_active, 0.0, err)
+        g_p = np.clip(gt_p, floor_p, ceil_p)
+        g_m = np.clip(gt_m, floor_m, ceil_m)
+        xb.g[0].ravel()[idx] = g_p  # ravel of a contiguous array is a view
+        xb.g[1].ravel()[idx] = g_m
+        energy = c.pulses_per_write * c.v_write_v**2 * c.t_pulse_s * float(g_p.sum() + g_m.sum())
+        return idx[fail], energy
+
+    # ------------------------------------------------------------------ description
+    def describe(self) -> dict[str, Any]:
+        """Topology, ranges and model version (the driver adds capabilities and limits)."""
+        return {
+            "kind": "mtj-crossbar",
+            "model_version": MODEL_VERSION,
+            "topology": {"sizes": list(self.sizes), "w_max": list(self.w_max), "weights": weight_names(self.n_crossbars)},
+            "levels": self.config.levels,
+            "input_max": self.config.v_read_max_v / self.config.v_read_v,
+        }

@@ -1,0 +1,35 @@
+"""Magnetic tunnel junction (MTJ) conductance: bias-dependent TMR.
+
+``G_AP = G_P / (1 + TMR(V))`` with ``TMR(V) = TMR₀ / (1 + V²/V_h²)`` (DESIGN.md §4): at the
+half-TMR bias ``V_h`` the magnetoresistance has fallen to half its zero-bias value. The
+parallel state is taken as bias independent, the usual first approximation for MgO MTJs.
+
+(Thermally assisted switching and write-and-verify physics come with the synapse issue;
+the crossbar's first approximation of programming lives in :mod:`device_models.crossbar`.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def tmr(v_v: np.ndarray | float, tmr0: np.ndarray | float, v_h_v: float) -> np.ndarray:
+    """Tunnel magnetoresistance ratio at bias ``v_v`` [V]: ``TMR₀/(1 + V²/V_h²)``."""
+    v = np.asarray(v_v)
+    return np.asarray(tmr0) / (1.0 + (v / v_h_v) ** 2)
+
+
+def g_ap_s(g_p_s: np.ndarray | float, tmr0: np.ndarray | float, v_v: float, v_h_v: float) -> np.ndarray:
+    """Antiparallel conductance [S] at bias ``v_v`` [V] from the parallel one and ``TMR₀``."""
+    return np.asarray(g_p_s) / (1.0 + tmr(v_v, tmr0, v_h_v))
+
+
+def ap_bias_factor(v_v: np.ndarray, v_ref_v: float, tmr0: float, v_h_v: float) -> np.ndarray:
+    """``G_AP(V)/G_AP(V_ref)`` = ``(1 + TMR(V_ref)) / (1 + TMR(V))`` for the nominal ``TMR₀``.
+
+    The shape of the bias dependence is taken from the nominal junction; the device-to-device
+    spread of ``TMR₀`` enters the conductances at the reference (read) bias. The error of this
+    factorisation is second order in ``tmr_dtod`` and keeps the nonlinear read to two matrix
+    products instead of one per cell and sample.
+    """
+    return (1.0 + tmr(v_ref_v, tmr0, v_h_v)) / (1.0 + tmr(v_v, tmr0, v_h_v))

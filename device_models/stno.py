@@ -1,0 +1,64 @@
+"""Spin-torque nano-oscillator (STNO) neuron: steady-state response used as an activation.
+
+The auto-oscillator model (Slavin & Tiberkevich, IEEE Trans. Magn. 45, 1875 (2009)) gives,
+for the normalised power ``p`` driven at supercriticality ``ζ = I/I_th``,
+
+    dp/dt = 2Γ_G (ζ − 1) p (1 − p/p₀),    p₀(ζ) = (ζ − 1)/(ζ + Q)  for ζ > 1, else 0.
+
+A network neuron is an STNO whose bias current is set by the crossbar current it receives;
+after a few relaxation times ``1/(2Γ_G(ζ−1))`` its power sits at ``p₀(ζ)``, a saturating,
+rectifying function of its input — the activation of the network (DESIGN.md §4, §7).
+
+Here the crossbar pre-activation ``h`` (in weight units) maps linearly onto the current,
+``ζ = 1 + h (ζ_max − 1)``, clipped to the safe-operating range ``[0, ζ_max]``; the measured
+activation is ``p₀(ζ)/p₀(ζ_max)`` so that it spans ``[0, 1]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def steady_state_power(zeta: np.ndarray, q: float) -> np.ndarray:
+    """Noise-free steady-state normalised power ``p₀ = (ζ−1)/(ζ+Q)`` (0 below threshold).
+
+    Parameters
+    ----------
+    zeta : array
+        Supercriticality ``I/I_th`` [dimensionless].
+    q : float
+        Nonlinear damping ``Q`` [dimensionless].
+    """
+    zeta = np.asarray(zeta)
+    return np.where(zeta > 1.0, (zeta - 1.0) / (zeta + q), 0.0).astype(zeta.dtype, copy=False)
+
+
+def supercriticality(h: np.ndarray, zeta_max: float) -> np.ndarray:
+    """Bias ``ζ`` of a neuron driven by crossbar pre-activation ``h`` (h=0: threshold, h=1: ζ_max)."""
+    return np.clip(1.0 + h * (zeta_max - 1.0), 0.0, zeta_max)
+
+
+def activation(h: np.ndarray, q: float, zeta_max: float) -> np.ndarray:
+    """Normalised STNO activation ``ρ(h) = p₀(ζ(h)) / p₀(ζ_max)`` in ``[0, 1]``.
+
+    Written as ``z/(z + 1 + Q)·(ζ_max + Q)/(ζ_max − 1)`` with ``z = clip(h, 0, 1)(ζ_max − 1)``,
+    which is the same function with a single pass over the array per operation (hot path of
+    every ``relax`` step).
+    """
+    z = np.clip(h, 0.0, 1.0)
+    z *= zeta_max - 1.0
+    out = z / (z + (1.0 + q))
+    out *= (zeta_max + q) / (zeta_max - 1.0)
+    return out
+
+
+def neuron_energy_j(
+    h: np.ndarray, zeta_max: float, i_th_a: float, r_stno_ohm: float, t_active_s: float
+) -> float:
+    """Joule energy ``Σ R·I²·t`` of STNO neurons biased by pre-activations ``h`` for ``t_active_s``.
+
+    ``I = ζ(h)·I_th``; the sum runs over every entry of ``h`` (batch × neurons).
+    """
+    zeta = supercriticality(h, zeta_max)
+    flat = zeta.ravel()
+    return float(r_stno_ohm * i_th_a**2 * t_active_s * float(np.dot(flat, flat)))

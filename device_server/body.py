@@ -1,0 +1,77 @@
+"""Reading, decoding and answering bodies: size limit, content negotiation, one codec."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from fastapi import Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ValidationError
+
+from device_server.errors import MalformedBody, PayloadTooLarge, UnsupportedMediaType, validation_problem
+from trainer_client import codec
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def check_content_type(request: Request, allow_empty: bool = False) -> str:
+    """The request's media type if we can decode it; 415 otherwise."""
+    content_type = request.headers.get("content-type")
+    if not content_type and allow_empty:
+        return codec.JSON
+    if codec.is_msgpack(content_type) or codec.is_json(content_type):
+        return codec.media_type(content_type)
+    raise UnsupportedMediaType(
+        f"Content-Type {content_type or '(none)'!r} is not supported; send {codec.MSGPACK} or {codec.JSON}",
+        field="Content-Type",
+    )
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The raw body, refused with 413 as soon as it exceeds ``max_bytes`` (declared or streamed)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"body of {int(declared)} bytes exceeds the limit of {max_bytes} bytes", field="body")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"body exceeds the limit of {max_bytes} bytes", field="body")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse(model: type[M], body: bytes, media: str) -> M:
+    """Decode ``body`` and validate it as ``model``: 400 if undecodable, 422 if invalid."""
+    if not body:
+        payload: Any = {}
+    else:
+        try:
+            payload = codec.decode(body, media)
+        except codec.CodecError as exc:
+            raise MalformedBody(str(exc), field="body") from exc
+    if not isinstance(payload, dict):
+        raise MalformedBody(f"the body must be a map/object, got {type(payload).__name__}", field="body")
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise validation_problem(list(exc.errors())) from exc
+
+
+def response_media(request: Request) -> str:
+    """MessagePack if the client accepts it (or sent it without an Accept), else JSON."""
+    accept = request.headers.get("accept", "")
+    for part in accept.split(","):
+        media = codec.media_type(part)
+        if media in codec.MSGPACK_TYPES:
+            return codec.MSGPACK
+        if media in codec.JSON_TYPES:
+            return codec.JSON
+    if codec.is_msgpack(request.headers.get("content-type")) and (not accept or "*/*" in accept):
+        return codec.MSGPACK
+    return codec.JSON
+
+
+def encoded(request: Request, content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    media = response_media(request)
+    return Response(codec.encode(content, media), status_code=status_code, media_type=media, headers=headers)

@@ -1,0 +1,45 @@
+"""Everything one running server holds, built by ``create_app`` and reached through dependencies."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from device_server.drivers.base import Driver
+from device_server.errors import NotFound
+from device_server.idempotency import IdempotencyCache
+from device_server.lab import Lab
+from device_server.leases import LeaseManager
+from device_server.metrics import Metrics
+from device_server.settings import Settings
+
+
+@dataclass
+class ServerContext:
+    settings: Settings
+    lab: Lab
+    leases: LeaseManager = field(default_factory=LeaseManager)
+    metrics: Metrics = field(default_factory=Metrics)
+    idempotency: IdempotencyCache | None = None
+    started_at: float = field(default_factory=time.time)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.idempotency is None:
+            self.idempotency = IdempotencyCache(self.settings.idempotency_capacity)
+
+    def device(self, device_id: str) -> Driver:
+        try:
+            return self.lab.devices[device_id]
+        except KeyError:
+            raise NotFound(
+                f"device {device_id!r} is not in this lab; devices: {sorted(self.lab.devices)}", field="device_id"
+            ) from None
+
+    def lock(self, device_id: str) -> asyncio.Lock:
+        """The lock that serialises a device's operations (an instrument does one thing at a time)."""
+        lock = self._locks.get(device_id)
+        if lock is None:
+            lock = self._locks[device_id] = asyncio.Lock()
+        return lock

@@ -1,0 +1,1 @@
+"""Drivers: the contract (:mod:`base`) and the emulated devices (:mod:`emulated`)."""

@@ -1,0 +1,128 @@
+"""The Driver contract: the one interface through which the server reaches a device.
+
+A device is a chip on a bench with a fixed topology, non-volatile state (programmed weights),
+volatile state (neuron states) and limits (DESIGN.md §2). A driver implements some of the
+operations below and lists them in ``capabilities``; routes never branch on the driver's type.
+
+Every operation returns an :class:`OpResult`: named arrays and a report holding at least
+``device_time_s`` (the chip's own time), ``instrument_time_s`` (the bench's time) and
+``energy_j`` with its terms. The server adds the rest of the provenance (device id, lease,
+wall time). Drivers hold no HTTP: they raise the errors defined here, which the server maps
+to problem details.
+
+Error tree::
+
+    DriverError
+    ├── InvalidArgument   a well-formed request the device cannot take (shape, range): 422
+    ├── UnknownName       a layer or array the device does not have: 404
+    └── DeviceFault       the instrument is faulted or offline: 503
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+class DriverError(Exception):
+    """Base of the errors a driver raises; ``field`` names the offending input."""
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(f"{field}: {detail}")
+        self.field = field
+        self.detail = detail
+
+
+class InvalidArgument(DriverError):
+    """Well-formed but invalid input: wrong shape, beyond a limit."""
+
+
+class UnknownName(DriverError):
+    """A layer or weight array the device does not have."""
+
+
+class DeviceFault(DriverError):
+    """The instrument cannot serve now (faulted, offline); the caller may retry later."""
+
+    def __init__(self, field: str, detail: str, retry_after_s: float = 5.0) -> None:
+        super().__init__(field, detail)
+        self.retry_after_s = retry_after_s
+
+
+@dataclass
+class OpResult:
+    """Arrays measured or written by an operation, and its report (times, energy, extras)."""
+
+    arrays: dict[str, Any]
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+#: Operations a driver may declare.
+OPERATIONS = ("describe", "forward", "relax", "drive", "program", "update", "read_weights")
+
+
+class Driver(ABC):
+    """A device behind the server. Subclasses set ``kind`` and ``capabilities``."""
+
+    kind: str = ""
+    #: ``"emulated"`` or ``"real"``: named in every result's provenance.
+    driver_type: str = "emulated"
+    capabilities: frozenset[str] = frozenset({"describe"})
+
+    def __init__(self, device_id: str, seed: int | None = None) -> None:
+        self.device_id = device_id
+        self.seed = seed
+        self._declared: dict[str, Any] | None = None
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """Kind, topology, capabilities, declared limits (with units), settings, model version."""
+
+    def _declaration(self) -> dict[str, Any]:
+        """``describe()`` read once: limits and model version are declared, not measured."""
+        if self._declared is None:
+            self._declared = self.describe()
+        return self._declared
+
+    def limits(self) -> dict[str, dict[str, Any]]:
+        """Declared limits of each input field: ``{field: {min, max, unit, policy}}``.
+
+        ``policy`` is ``"reject"`` (the server refuses values beyond the limit with 422) or
+        ``"clip"`` (the server clips them and reports it). The server enforces these for every
+        driver alike, before the driver is called.
+        """
+        return self._declaration().get("limits", {})
+
+    def describe_brief(self) -> dict[str, Any]:
+        """The provenance fields every result carries: driver type, model version, seed."""
+        return {
+            "driver": self.driver_type,
+            "model_version": self._declaration().get("model_version", "unknown"),
+            "seed": self.seed,
+        }
+
+    def forward(self, x: np.ndarray, layers: Sequence[int] | None) -> OpResult:
+        raise NotImplementedError
+
+    def relax(
+        self,
+        x: np.ndarray,
+        beta: float,
+        target: np.ndarray | None,
+        steps: int,
+        init: Sequence[np.ndarray] | None,
+    ) -> OpResult:
+        raise NotImplementedError
+
+    def program(self, targets: Mapping[str, np.ndarray]) -> OpResult:
+        raise NotImplementedError
+
+    def update(self, deltas: Mapping[str, np.ndarray]) -> OpResult:
+        raise NotImplementedError
+
+    def read_weights(self) -> OpResult:
+        raise NotImplementedError

@@ -1,0 +1,162 @@
+"""Emulated MTJ crossbar chip behind the Driver contract (physics in :mod:`device_models`)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from device_models.config import CrossbarConfig, settings_table
+from device_models.crossbar import CrossbarNetwork
+from device_models.presets import get_preset
+from device_server.drivers.base import Driver, InvalidArgument, OpResult, UnknownName
+
+#: Largest number of synchronous updates one ``relax`` call may ask for.
+MAX_RELAX_STEPS = 100_000
+#: Largest |β| accepted (the nudge is an input current: beyond it the output neurons clip anyway).
+MAX_ABS_BETA = 100.0
+
+
+class EmulatedCrossbar(Driver):
+    """An :class:`~device_models.crossbar.CrossbarNetwork` served as an instrument.
+
+    Parameters come from a lab entry: ``topology = {sizes = [...], w_max = [...]?, relax_rate?}``,
+    a ``preset`` name, ``seed`` and ``overrides`` of single settings.
+    """
+
+    kind = "mtj-crossbar"
+    driver_type = "emulated"
+    capabilities = frozenset({"describe", "forward", "relax", "program", "update", "read_weights"})
+
+    def __init__(
+        self,
+        device_id: str,
+        topology: Mapping[str, Any],
+        preset: str = "default-v1",
+        seed: int = 0,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(device_id, seed)
+        unknown = set(topology) - {"sizes", "w_max", "relax_rate"}
+        if unknown:
+            raise ValueError(f"device {device_id!r}: unknown topology key(s) {sorted(unknown)}")
+        if "sizes" not in topology:
+            raise ValueError(f"device {device_id!r}: topology needs 'sizes'")
+        self.preset = preset
+        self.config: CrossbarConfig = get_preset(preset).with_overrides(dict(overrides or {}))
+        self.relax_rate = float(topology.get("relax_rate", 1.0))
+        if not 0.0 < self.relax_rate <= 1.0:
+            raise ValueError(f"device {device_id!r}: relax_rate must be in (0, 1]")
+        self.model = CrossbarNetwork(topology["sizes"], self.config, seed, topology.get("w_max"))
+        self.calibration_id = hashlib.sha256(
+            json.dumps([self.kind, dict(topology), preset, seed, self.config.__dict__], sort_keys=True, default=str).encode()
+        ).hexdigest()[:16]
+
+    # ------------------------------------------------------------------ contract
+    def describe(self) -> dict[str, Any]:
+        m = self.model
+        info = m.describe()
+        input_max = info["input_max"]
+        limits: dict[str, dict[str, Any]] = {
+            "x": {"min": -input_max, "max": input_max, "unit": "V_read", "policy": "reject",
+                  "doc": f"read drive; 1.0 = {self.config.v_read_v} V, safe limit {self.config.v_read_max_v} V"},
+            "init": {"min": 0.0, "max": 1.0, "unit": "1", "policy": "reject", "doc": "neuron states"},
+            "target": {"min": 0.0, "max": 1.0, "unit": "1", "policy": "reject", "doc": "output target"},
+            "beta": {"min": -MAX_ABS_BETA, "max": MAX_ABS_BETA, "unit": "1", "policy": "reject"},
+            "steps": {"min": 1, "max": MAX_RELAX_STEPS, "unit": "1", "policy": "reject"},
+        }
+        for k, w_max in enumerate(m.w_max):
+            for name in (f"W{k}", f"b{k}"):
+                limits[name] = {"min": -w_max, "max": w_max, "unit": "weight", "policy": "reject"}
+        return {
+            "id": self.device_id,
+            "kind": self.kind,
+            "driver": self.driver_type,
+            "model_version": info["model_version"],
+            "calibration_id": self.calibration_id,
+            "preset": self.preset,
+            "seed": self.seed,
+            "capabilities": sorted(self.capabilities),
+            "topology": {**info["topology"], "relax_rate": self.relax_rate},
+            "levels": info["levels"],
+            "limits": limits,
+            "settings": settings_table(self.config),
+        }
+
+    def forward(self, x: np.ndarray, layers: Sequence[int] | None) -> OpResult:
+        n = self.model.n_crossbars
+        if layers is not None:
+            layers = [int(k) for k in layers]
+            if not layers:
+                raise InvalidArgument("layers", "give at least one layer, or omit it for all")
+            for k in layers:
+                if not 0 <= k < n:
+                    raise UnknownName("layers", f"layer {k} does not exist; layers are 0..{n - 1}")
+            if any(b != a + 1 for a, b in zip(layers, layers[1:])):
+                raise InvalidArgument("layers", f"layers must be consecutive and ascending, got {layers}")
+        first = 0 if layers is None else layers[0]
+        self._check_batch("x", x, self.model.sizes[first])
+        outputs, report = self.model.forward(x, layers)
+        return OpResult({"outputs": outputs, "layers": list(range(n)) if layers is None else layers}, report)
+
+    def relax(
+        self,
+        x: np.ndarray,
+        beta: float,
+        target: np.ndarray | None,
+        steps: int,
+        init: Sequence[np.ndarray] | None,
+    ) -> OpResult:
+        sizes = self.model.sizes
+        batch = self._check_batch("x", x, sizes[0])
+        if beta != 0.0 and target is None:
+            raise InvalidArgument("target", "a nudged phase (beta != 0) needs a target")
+        if target is not None:
+            self._check_batch("target", target, sizes[-1], batch)
+        if init is not None:
+            if len(init) != len(sizes) - 1:
+                raise InvalidArgument("init", f"give one state per neuron layer ({len(sizes) - 1}), got {len(init)}")
+            for k, s in enumerate(init):
+                self._check_batch(f"init[{k}]", s, sizes[k + 1], batch)
+        states, report = self.model.relax(x, beta, target, steps, init, rate=self.relax_rate)
+        return OpResult({"states": states}, report)
+
+    def program(self, targets: Mapping[str, np.ndarray]) -> OpResult:
+        self._check_weights("weights", targets)
+        achieved, report = self.model.program(targets)
+        return OpResult({"achieved": achieved}, report)
+
+    def update(self, deltas: Mapping[str, np.ndarray]) -> OpResult:
+        self._check_weights("deltas", deltas, signed_range=True)
+        achieved, report = self.model.update(deltas)
+        return OpResult({"achieved": achieved}, report)
+
+    def read_weights(self) -> OpResult:
+        weights, report = self.model.read_weights()
+        return OpResult({"weights": weights}, report)
+
+    # ------------------------------------------------------------------ checks
+    def _check_batch(self, field: str, a: np.ndarray, width: int, batch: int | None = None) -> int:
+        if a.ndim != 2 or a.shape[1] != width or a.shape[0] < 1:
+            raise InvalidArgument(field, f"expected shape (batch, {width}), got {tuple(a.shape)}")
+        if batch is not None and a.shape[0] != batch:
+            raise InvalidArgument(field, f"batch size {a.shape[0]} differs from x's {batch}")
+        return a.shape[0]
+
+    def _check_weights(self, field: str, arrays: Mapping[str, np.ndarray], signed_range: bool = False) -> None:
+        if not arrays:
+            raise InvalidArgument(field, "name at least one array (W0, b0, …)")
+        m = self.model
+        for name, a in arrays.items():
+            try:
+                k = m.layer_of(name)
+            except KeyError:
+                raise UnknownName(f"{field}.{name}", f"no such array; the device has {m.describe()['topology']['weights']}") from None
+            shape = (m.sizes[k + 1], m.sizes[k]) if name[0] == "W" else (m.sizes[k + 1],)
+            if tuple(a.shape) != shape:
+                raise InvalidArgument(f"{field}.{name}", f"expected shape {shape}, got {tuple(a.shape)}")
+            if signed_range and np.any(np.abs(a) > 2 * m.w_max[k]):
+                raise InvalidArgument(f"{field}.{name}", f"a delta beyond ±{2 * m.w_max[k]:.4g} cannot be applied")

@@ -1,0 +1,31 @@
+"""Prometheus metrics of one app (its own registry: several apps may live in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "spinhil_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "spinhil_http_request_seconds", "Wall time to answer a request [s]", ["method", "route"],
+            registry=self.registry, buckets=(0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30),
+        )
+        self.device_calls = Counter(
+            "spinhil_device_operations", "Device operations executed", ["device", "operation"], registry=self.registry
+        )
+        self.device_time = Counter(
+            "spinhil_device_time_seconds", "Chip time of executed operations [s]", ["device"], registry=self.registry
+        )
+        self.instrument_time = Counter(
+            "spinhil_instrument_time_seconds", "Bench time of executed operations [s]", ["device"],
+            registry=self.registry,
+        )
+        self.energy = Counter(
+            "spinhil_energy_joules", "Energy of executed operations [J]", ["device"], registry=self.registry
+        )
+        self.leased = Gauge("spinhil_device_leased", "1 while the device is leased", ["device"], registry=self.registry)

@@ -1,0 +1,195 @@
+"""Device operations: forward, relax, program, update, read_weights — one request per phase.
+
+Each route declares what it needs and hands the rest to :func:`run_operation`, the one place
+that checks the lease, decodes and validates the body, enforces the declared limits, serialises
+the device (an instrument does one thing at a time), replays idempotent writes, adds the
+provenance to the driver's report, and paces the answer in ``real`` latency mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from device_server.body import check_content_type, encoded, parse, read_body
+from device_server.deps import Ctx
+from device_server.context import ServerContext
+from device_server.drivers.base import Driver, OpResult
+from device_server.errors import LeaseRequired, NotFound
+from device_server.openapi import body_doc, problem_responses, response_doc
+from device_server.schemas import (
+    ForwardRequest,
+    ForwardResponse,
+    ProgramRequest,
+    RelaxRequest,
+    RelaxResponse,
+    UpdateRequest,
+    WeightsResponse,
+    WriteResponse,
+)
+from device_server.validation import enforce
+
+router = APIRouter(prefix="/v1/devices", tags=["operations"])
+
+LeaseToken = Annotated[
+    str | None,
+    Header(alias="X-Lease-Token", description="token of the caller's current lease on the device (required)"),
+]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", max_length=200, description="a retried key returns the first result, applied once"),
+]
+
+#: A prepared call: limits enforced, ready to run on the driver in a worker thread.
+Call = Callable[[Driver], OpResult]
+
+
+async def run_operation(
+    request: Request,
+    ctx: ServerContext,
+    device_id: str,
+    operation: str,
+    token: str | None,
+    prepare: Callable[[Any, dict, dict], Call],
+    model: type[BaseModel] | None = None,
+    idempotency_key: str | None = None,
+) -> Response:
+    driver = ctx.device(device_id)
+    if operation not in driver.capabilities:
+        raise NotFound(
+            f"device {device_id!r} ({driver.kind}) has no operation {operation!r}; "
+            f"it supports {sorted(driver.capabilities)}",
+            field="operation",
+        )
+    body, media = b"", ""
+    if model is not None:
+        media = check_content_type(request)
+        body = await read_body(request, ctx.settings.max_body_bytes)
+    if not token:
+        raise LeaseRequired(f"{operation} touches the device: send the lease token in X-Lease-Token", field="X-Lease-Token")
+    ctx.leases.check(device_id, token)
+    payload = parse(model, body, media) if model is not None else None
+    clipped: dict[str, int] = {}
+    call = prepare(payload, driver.limits(), clipped)
+    fingerprint = hashlib.sha256(operation.encode() + b"\0" + body).hexdigest() if idempotency_key else ""
+
+    async with ctx.lock(device_id):
+        lease = ctx.leases.check(device_id, token)  # again: the lease may have lapsed while we waited
+        if idempotency_key:
+            stored = ctx.idempotency.lookup(device_id, operation, idempotency_key, fingerprint)
+            if stored is not None:
+                return encoded(request, stored, headers={"Idempotent-Replayed": "true"})
+        t0 = time.perf_counter()
+        result = await run_in_threadpool(call, driver)
+        wall = time.perf_counter() - t0
+        info = driver.describe_brief()
+        report = {
+            **result.report,
+            "operation": operation,
+            "device_id": device_id,
+            "driver": info["driver"],
+            "model_version": info["model_version"],
+            "seed": info["seed"],
+            "lease_id": lease.lease_id,
+            "fencing": lease.fencing,
+            "request_id": getattr(request.state, "request_id", ""),
+            "wall_time_s": wall,
+        }
+        if clipped:
+            report["clipped"] = clipped
+        content = {**result.arrays, "report": report}
+        if idempotency_key:
+            ctx.idempotency.store(device_id, operation, idempotency_key, fingerprint, content)
+        m = ctx.metrics
+        m.device_calls.labels(device_id, operation).inc()
+        m.device_time.labels(device_id).inc(report["device_time_s"])
+        m.instrument_time.labels(device_id).inc(report["instrument_time_s"])
+        m.energy.labels(device_id).inc(report["energy_j"])
+        pace = ctx.settings.latency_scale * report["instrument_time_s"] - (time.perf_counter() - t0)
+        if pace > 0:
+            await asyncio.sleep(pace)
+    return encoded(request, content)
+
+
+def _op_doc(summary: str, request_model: type[BaseModel] | None, response_model: type[BaseModel]) -> dict[str, Any]:
+    extra = body_doc(request_model) if request_model is not None else {}
+    return {
+        "summary": summary,
+        "openapi_extra": extra,
+        "responses": {**response_doc(response_model), **problem_responses(400, 404, 409, 413, 415, 422, 428, 503)},
+    }
+
+
+@router.post("/{device_id}/forward", **_op_doc("One feed-forward measurement", ForwardRequest, ForwardResponse))
+async def forward(device_id: str, request: Request, ctx: Ctx, token: LeaseToken = None) -> Response:
+    def prepare(p: ForwardRequest, limits: dict, clipped: dict) -> Call:
+        x = enforce(limits, "x", p.x, clipped=clipped)
+        return lambda d: d.forward(x, p.layers)
+
+    return await run_operation(request, ctx, device_id, "forward", token, prepare, ForwardRequest)
+
+
+@router.post("/{device_id}/relax", **_op_doc("Settle the network (free or nudged phase) and measure it", RelaxRequest, RelaxResponse))
+async def relax(device_id: str, request: Request, ctx: Ctx, token: LeaseToken = None) -> Response:
+    def prepare(p: RelaxRequest, limits: dict, clipped: dict) -> Call:
+        x = enforce(limits, "x", p.x, clipped=clipped)
+        beta = enforce(limits, "beta", p.beta)
+        steps = enforce(limits, "steps", p.steps)
+        target = enforce(limits, "target", p.target, clipped=clipped)
+        init = None if p.init is None else [
+            enforce(limits, "init", s, field=f"init[{k}]", clipped=clipped) for k, s in enumerate(p.init)
+        ]
+        return lambda d: d.relax(x, beta, target, steps, init)
+
+    return await run_operation(request, ctx, device_id, "relax", token, prepare, RelaxRequest)
+
+
+def _write(kind: str, p: ProgramRequest | UpdateRequest, limits: dict, clipped: dict) -> Call:
+    if kind == "program":
+        arrays = {name: enforce(limits, name, a, field=f"weights.{name}", clipped=clipped) for name, a in p.weights.items()}
+    else:
+        arrays = dict(p.deltas)
+
+    def call(d: Driver) -> OpResult:
+        result = d.program(arrays) if kind == "program" else d.update(arrays)
+        if not p.return_achieved:
+            result.arrays.pop("achieved", None)
+        return result
+
+    return call
+
+
+@router.put("/{device_id}/weights", **_op_doc("Program weights (write-and-verify); answers the achieved weights", ProgramRequest, WriteResponse))
+async def program(
+    device_id: str, request: Request, ctx: Ctx, token: LeaseToken = None, idempotency_key: IdempotencyKey = None
+) -> Response:
+    def prepare(p: ProgramRequest, limits: dict, clipped: dict) -> Call:
+        return _write("program", p, limits, clipped)
+
+    return await run_operation(request, ctx, device_id, "program", token, prepare, ProgramRequest, idempotency_key)
+
+
+@router.post("/{device_id}/weights:update", **_op_doc("Incremental write (pulses)", UpdateRequest, WriteResponse))
+async def update(
+    device_id: str, request: Request, ctx: Ctx, token: LeaseToken = None, idempotency_key: IdempotencyKey = None
+) -> Response:
+    def prepare(p: UpdateRequest, limits: dict, clipped: dict) -> Call:
+        return _write("update", p, limits, clipped)
+
+    return await run_operation(request, ctx, device_id, "update", token, prepare, UpdateRequest, idempotency_key)
+
+
+@router.get("/{device_id}/weights", **_op_doc("Measure the programmed weights", None, WeightsResponse))
+async def read_weights(device_id: str, request: Request, ctx: Ctx, token: LeaseToken = None) -> Response:
+    def prepare(_: None, limits: dict, clipped: dict) -> Call:
+        return lambda d: d.read_weights()
+
+    return await run_operation(request, ctx, device_id, "read_weights", token, prepare)

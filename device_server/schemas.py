@@ -1,0 +1,151 @@
+"""Request and response bodies of the HTTP API, the same in JSON and in MessagePack.
+
+Arrays are validated once here, at the edge: a numeric (integer or floating) dtype, finite
+values, real nested lists (not ragged). Shapes are the driver's business (it knows its
+topology); declared limits are enforced by :mod:`device_server.validation`.
+In the OpenAPI document every array is ``ArrayJSON`` (nested lists) in JSON bodies and
+``ArrayMsgpack`` (``{dtype, shape, data}``) in MessagePack bodies.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+
+ARRAY_JSON_REF = "#/components/schemas/ArrayJSON"
+ARRAY_MSGPACK_REF = "#/components/schemas/ArrayMsgpack"
+
+ARRAY_JSON_SCHEMA = {
+    "title": "ArrayJSON",
+    "description": "An n-dimensional array as nested lists of numbers (row-major).",
+    "oneOf": [{"type": "number"}, {"type": "array", "items": {"$ref": ARRAY_JSON_REF}}],
+}
+ARRAY_MSGPACK_SCHEMA = {
+    "title": "ArrayMsgpack",
+    "description": "An n-dimensional array in MessagePack: dtype (NumPy type string such as '<f4'), "
+    "shape, and the raw C-order bytes as a bin object.",
+    "type": "object",
+    "required": ["dtype", "shape", "data"],
+    "properties": {
+        "dtype": {"type": "string", "examples": ["<f4", "<f8"]},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        "data": {"type": "string", "format": "binary"},
+    },
+    "additionalProperties": False,
+}
+
+
+def to_array(value: Any) -> np.ndarray:
+    """Accept an array from either codec; refuse what no device should see."""
+    if isinstance(value, np.ndarray):
+        a = value
+    elif isinstance(value, (list, int, float)) and not isinstance(value, bool):
+        try:
+            a = np.asarray(value, dtype=np.float64)
+        except (ValueError, TypeError):
+            raise ValueError("expected nested lists of numbers of equal length (a rectangular array)") from None
+    else:
+        raise ValueError(f"expected an array, got {type(value).__name__}")
+    if a.dtype.kind not in "iuf":
+        raise ValueError(f"dtype {a.dtype} is not accepted; send float32 or float64 numbers")
+    if a.dtype.kind in "iu":
+        a = a.astype(np.float64)
+    if not np.isfinite(a).all():
+        raise ValueError("contains NaN or Inf")
+    return a
+
+
+#: Placeholder in generated schemas, replaced by a reference to ArrayJSON or ArrayMsgpack.
+ARRAY_MARKER = {"x-spinhil-array": True}
+
+Array = Annotated[np.ndarray, PlainValidator(to_array), WithJsonSchema(ARRAY_MARKER)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, arbitrary_types_allowed=True)
+
+
+class ForwardRequest(_Body):
+    """One feed-forward measurement."""
+
+    x: Array = Field(description="inputs (batch, n_in of the first layer applied), in units of the read bias")
+    layers: list[int] | None = Field(
+        None, description="crossbars to apply, consecutive (e.g. [1] for one layer); all when omitted"
+    )
+
+
+class RelaxRequest(_Body):
+    """One phase of Equilibrium Propagation: let the network settle and measure every layer."""
+
+    x: Array = Field(description="inputs (batch, n_0), in units of the read bias")
+    beta: float = Field(0.0, description="nudging strength (0: free phase)")
+    target: Array | None = Field(None, description="output target (batch, n_N); required when beta != 0")
+    steps: int = Field(20, description="synchronous updates to run")
+    init: list[Array] | None = Field(None, description="initial state, one (batch, n_k) array per neuron layer")
+
+
+class ProgramRequest(_Body):
+    """Absolute write of weight arrays by name (W0, b0, W1, …)."""
+
+    weights: dict[str, Array] = Field(description="target weights by array name")
+    return_achieved: bool = Field(True, description="answer the achieved weights (false: report only)")
+
+
+class UpdateRequest(_Body):
+    """Incremental write: change weight arrays by the given deltas."""
+
+    deltas: dict[str, Array] = Field(description="weight changes by array name")
+    return_achieved: bool = Field(True, description="answer the achieved weights (false: report only)")
+
+
+class LeaseRequest(_Body):
+    holder: str = Field("anonymous", max_length=200, description="who holds the lease (shown to others)")
+    ttl_s: float | None = Field(None, gt=0, description="[s] time to live; the server default when omitted")
+
+
+class KeepaliveRequest(_Body):
+    ttl_s: float | None = Field(None, gt=0, description="[s] new time to live; unchanged when omitted")
+
+
+# ----------------------------------------------------------------------------- responses (docs)
+class Report(BaseModel):
+    """Provenance and cost of an operation (DESIGN.md §2)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    operation: str
+    device_id: str
+    driver: str
+    model_version: str
+    seed: int | None
+    lease_id: str
+    fencing: int
+    request_id: str
+    device_time_s: float = Field(description="[s] time on the chip itself")
+    instrument_time_s: float = Field(description="[s] time on the bench")
+    energy_j: float = Field(description="[J] energy of the operation, sum of energy_terms_j")
+    energy_terms_j: dict[str, float]
+    wall_time_s: float = Field(description="[s] server wall time of the operation")
+
+
+class ForwardResponse(BaseModel):
+    outputs: list[Array]
+    layers: list[int]
+    report: Report
+
+
+class RelaxResponse(BaseModel):
+    states: list[Array]
+    report: Report
+
+
+class WriteResponse(BaseModel):
+    achieved: dict[str, Array]
+    report: Report
+
+
+class WeightsResponse(BaseModel):
+    weights: dict[str, Array]
+    report: Report

@@ -1,0 +1,43 @@
+"""Declared limits, enforced by the server for every driver alike (DESIGN.md §2).
+
+A driver declares ``{field: {min, max, unit, policy}}`` in ``describe()['limits']``. Before the
+driver is called, each named input is checked: beyond the limit it is refused with a 422 that
+names the field, the value and the limit (``policy = "reject"``), or clipped and counted in the
+report (``policy = "clip"``). Nothing beyond a safe-operating limit reaches the hardware.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from device_server.errors import InvalidInput
+
+
+def enforce(limits: dict[str, dict[str, Any]], name: str, value: Any, field: str | None = None,
+            clipped: dict[str, int] | None = None) -> Any:
+    """Check ``value`` (number or array) against the limit declared for ``name``; return it (clipped)."""
+    spec = limits.get(name)
+    if spec is None or value is None:
+        return value
+    field = field or name
+    lo, hi = spec.get("min"), spec.get("max")
+    arr = np.asarray(value)
+    if arr.size == 0:
+        return value
+    low_bad = lo is not None and float(arr.min()) < lo
+    high_bad = hi is not None and float(arr.max()) > hi
+    if not (low_bad or high_bad):
+        return value
+    if spec.get("policy", "reject") == "clip":
+        out = np.clip(arr, lo, hi)
+        if clipped is not None:
+            clipped[field] = int(np.count_nonzero(out != arr))
+        return out if isinstance(value, np.ndarray) else out.item()
+    worst = float(arr.min()) if low_bad else float(arr.max())
+    unit = spec.get("unit", "")
+    raise InvalidInput(
+        f"{field}: value {worst:.6g} is beyond the device's limit [{lo}, {hi}] {unit}".rstrip(),
+        field=field,
+    )
