@@ -63,7 +63,8 @@ class EmulatedCrossbar(Driver):
         limits: dict[str, dict[str, Any]] = {
             "x": {"min": -input_max, "max": input_max, "unit": "V_read", "policy": "reject",
                   "doc": f"read drive; 1.0 = {self.config.v_read_v} V, safe limit {self.config.v_read_max_v} V"},
-            "init": {"min": 0.0, "max": 1.0, "unit": "1", "policy": "reject", "doc": "neuron states"},
+            "init": {"min": 0.0, "max": 1.0, "unit": "1", "policy": "clip",
+                     "doc": "neuron states to start from (measured ones carry read noise: clipped)"},
             "target": {"min": 0.0, "max": 1.0, "unit": "1", "policy": "reject", "doc": "output target"},
             "beta": {"min": -MAX_ABS_BETA, "max": MAX_ABS_BETA, "unit": "1", "policy": "reject"},
             "steps": {"min": 1, "max": MAX_RELAX_STEPS, "unit": "1", "policy": "reject"},

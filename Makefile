@@ -1,0 +1,32 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each bootstraps .venv itself.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DATA_DIR ?= $(abspath ../shared/data)
+
+.PHONY: demo test bench bench-quick clean help
+
+help:
+	@echo "make demo   - train EP on digits on the emulated crossbar over HTTP (runs/<timestamp>/)"
+	@echo "make test   - run the test suite (starts real servers on loopback ports)"
+	@echo "make bench  - run the benchmarks, results in benchmarks/results/*.json"
+	@echo "make clean  - remove .venv and run outputs"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/hil-train demo $(ARGS)
+
+test: $(STAMP)
+	SPINHIL_DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	SPINHIL_DATA_DIR=$(DATA_DIR) $(BIN)/python -m benchmarks.run $(ARGS)
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,148 @@
+"""``hil-train``: train networks on SpinHIL devices over HTTP.
+
+Commands:
+
+- ``hil-train demo [--url URL] [--out DIR] [--ideal]`` — EP on scikit-learn's digits on
+  ``crossbar-digits``. Without ``--url`` it starts a real device server on a free loopback port.
+- ``hil-train devices [--url URL]`` — the lab's devices and who holds them.
+- ``hil-train download mnist --data-dir DIR`` — fetch MNIST (machines with internet only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from trainer_client.client import DeviceClient
+from trainer_client.datasets import DatasetError, download_mnist, load
+from trainer_client.errors import HILError
+from trainer_client.local_server import LocalServer
+from trainer_client.protocols.ep import NUDGING, EPConfig
+from trainer_client.provenance import provenance
+from trainer_client.report import plot_curves, write_report
+from trainer_client.training import train_ep
+
+DEMO_DEFAULTS = {"epochs": 30, "batch_size": 32, "beta": 0.5, "t1": 30, "t2": 10, "lrs": [0.1, 0.05], "seed": 0}
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hil-train", description="Train neural networks on SpinHIL devices over HTTP.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="EP on digits on crossbar-digits (starts its own server without --url)",
+                          description="Train Equilibrium Propagation on scikit-learn's 8x8 digits on an emulated "
+                          "MTJ crossbar over HTTP; writes report.json and curves.png.")
+    demo.add_argument("--url", help="device server to use (default: start one on a free loopback port)")
+    demo.add_argument("--out", type=Path, help="output folder (default runs/<timestamp>/)")
+    demo.add_argument("--ideal", action="store_true", help="use the ideal device (every non-ideality off)")
+    demo.add_argument("--device", help="device id (default crossbar-digits, or crossbar-digits-ideal with --ideal)")
+    demo.add_argument("--lab", type=Path, help="lab file for the embedded server (ignored with --url)")
+    demo.add_argument("--epochs", type=int, default=DEMO_DEFAULTS["epochs"])
+    demo.add_argument("--batch-size", type=int, default=DEMO_DEFAULTS["batch_size"])
+    demo.add_argument("--beta", type=float, default=DEMO_DEFAULTS["beta"])
+    demo.add_argument("--t1", type=int, default=DEMO_DEFAULTS["t1"], help="free-phase steps")
+    demo.add_argument("--t2", type=int, default=DEMO_DEFAULTS["t2"], help="nudged-phase steps")
+    demo.add_argument("--nudging", choices=NUDGING, default="symmetric")
+    demo.add_argument("--lr", type=_floats, default=DEMO_DEFAULTS["lrs"], help="per-layer learning rates, e.g. 0.1,0.05")
+    demo.add_argument("--seed", type=int, default=DEMO_DEFAULTS["seed"])
+    demo.add_argument("--encoding", choices=["msgpack", "json"], default="msgpack")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+
+    devices = sub.add_parser("devices", help="list the lab's devices")
+    devices.add_argument("--url", default="http://127.0.0.1:8000")
+
+    dl = sub.add_parser("download", help="fetch a data set (needs internet)")
+    dl.add_argument("dataset", choices=["mnist"])
+    dl.add_argument("--data-dir", type=Path, required=True)
+    return p
+
+
+def run_demo(args: argparse.Namespace) -> dict[str, Any]:
+    device_id = args.device or ("crossbar-digits-ideal" if args.ideal else "crossbar-digits")
+    out_dir = args.out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    config = EPConfig(beta=args.beta, t1=args.t1, t2=args.t2, nudging=args.nudging, lrs=args.lr,
+                      batch_size=args.batch_size, seed=args.seed)
+    data = load("digits", seed=0)
+    with contextlib.ExitStack() as stack:
+        if args.url:
+            url = args.url
+        else:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            url = stack.enter_context(LocalServer(lab=args.lab, log_path=out_dir / "server.log"))
+            print(f"started a device server on {url} (log: {out_dir / 'server.log'})")
+        client = stack.enter_context(DeviceClient(url, encoding=args.encoding))
+        health = client.health()
+        info = client.describe(device_id)
+        print(f"training EP on {device_id} ({info['kind']}, preset {info['preset']}, layers "
+              f"{info['topology']['sizes']}) with {len(data.x_train)} digits, testing on {len(data.x_test)}")
+        t0 = time.perf_counter()
+        with client.lease(device_id, holder="hil-train demo") as lease:
+            _, history = train_ep(lease, data, config, args.epochs, progress=not args.no_progress)
+        wall = time.perf_counter() - t0
+        totals = client.totals
+    last = history[-1]
+    report = {
+        "protocol": "ep",
+        "dataset": data.name,
+        "device_id": device_id,
+        "preset": info["preset"],
+        "epochs": args.epochs,
+        "train_accuracy": last.train_accuracy,
+        "test_accuracy": last.test_accuracy,
+        "device_time_s": totals.device_time_s,
+        "instrument_time_s": totals.instrument_time_s,
+        "energy_j": totals.energy_j,
+        "wall_time_s": wall,
+        "device_calls": totals.device_calls,
+        "seed": args.seed,
+        "hyperparameters": {"beta": args.beta, "t1": args.t1, "t2": args.t2, "nudging": args.nudging,
+                            "lrs": list(args.lr), "batch_size": args.batch_size, "encoding": args.encoding},
+        "device": {"kind": info["kind"], "topology": info["topology"], "model_version": info["model_version"],
+                   "calibration_id": info["calibration_id"], "driver": info["driver"]},
+        "server_url": url,
+        "history": [r.as_dict() for r in history],
+        "provenance": provenance(health, data.sha256),
+    }
+    write_report(out_dir, report)
+    plot_curves(history, out_dir / "curves.png", f"EP on {data.name}, {device_id} ({info['preset']})")
+    print(f"test accuracy {100 * last.test_accuracy:.2f} %, train {100 * last.train_accuracy:.2f} %, "
+          f"wall time {wall:.1f} s, device time {1e3 * totals.device_time_s:.2f} ms, "
+          f"energy {1e6 * totals.energy_j:.2f} µJ, {totals.device_calls} device calls")
+    print(f"wrote {out_dir / 'report.json'} and {out_dir / 'curves.png'}")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            run_demo(args)
+        elif args.command == "devices":
+            with DeviceClient(args.url) as client:
+                for d in client.devices():
+                    print(f"{d['id']:<24} {d['kind']:<14} {d['status']:<7} {d['holder'] or ''}")
+        elif args.command == "download":
+            print(f"MNIST verified in {download_mnist(args.data_dir)}")
+    except (HILError, DatasetError, ValueError) as exc:
+        print(f"hil-train: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("hil-train: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Start a real device server as a subprocess on a free loopback port (``hil-train demo``, tests).
+
+The trainer never imports the server: it runs the ``hil-server`` program and talks HTTP to it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from trainer_client.client import DeviceClient
+from trainer_client.errors import TransportError
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class LocalServer:
+    """``with LocalServer() as url:`` — a ``hil-server`` process on loopback, stopped on exit."""
+
+    def __init__(self, lab: Path | None = None, latency: str = "virtual", extra_args: list[str] | None = None,
+                 startup_timeout_s: float = 60.0, log_path: Path | None = None) -> None:
+        self.lab = lab
+        self.latency = latency
+        self.extra_args = extra_args or []
+        self.startup_timeout_s = startup_timeout_s
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self.health: dict = {}
+
+    def start(self) -> str:
+        port = free_port()
+        cmd = [sys.executable, "-m", "device_server", "--host", "127.0.0.1", "--port", str(port),
+               "--latency", self.latency, "--log-level", "warning", *self.extra_args]
+        if self.lab is not None:
+            cmd += ["--lab", str(self.lab)]
+        log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT if self.log_path else log, env=env)
+        self.url = f"http://127.0.0.1:{port}"
+        with DeviceClient(self.url, retries=0) as client:
+            try:
+                self.health = client.wait_healthy(self.startup_timeout_s)
+            except TransportError:
+                code = self.process.poll()
+                self.stop()
+                raise TransportError(f"hil-server did not become healthy on {self.url} (exit code {code})") from None
+        return self.url
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
