@@ -1,0 +1,62 @@
+"""Simple leases over HTTP: one holder, TTL, keepalive, release, fencing numbers that only grow."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from trainer_client.client import DeviceClient
+from trainer_client.errors import LeaseConflict, NotFound
+
+DEVICE = "crossbar-digits-ideal"
+
+
+def test_one_holder_and_release(client: DeviceClient):
+    with client.lease(DEVICE, holder="alice") as first:
+        listed = {d["id"]: d for d in client.devices()}
+        assert listed[DEVICE]["status"] == "leased" and listed[DEVICE]["holder"] == "alice"
+        with pytest.raises(LeaseConflict) as exc:
+            client.lease(DEVICE, holder="bob")
+        assert "alice" in exc.value.detail
+    second = client.lease(DEVICE, holder="bob")
+    try:
+        assert second.fencing > first.fencing
+        with pytest.raises(LeaseConflict):  # alice's token is stale now
+            client.forward(DEVICE, first.token, np.zeros((1, 64)))
+        second.forward(np.zeros((1, 64)))
+    finally:
+        second.release()
+    assert {d["id"]: d for d in client.devices()}[DEVICE]["status"] == "idle"
+
+
+def test_lease_expires_without_keepalive_and_keepalive_extends(client: DeviceClient):
+    lease = client.lease(DEVICE, ttl_s=0.6, keepalive=False)
+    time.sleep(0.35)
+    lease.keepalive()
+    time.sleep(0.35)  # 0.7 s after taking it: alive only thanks to the keepalive
+    lease.forward(np.zeros((1, 64)))
+    time.sleep(0.8)
+    with pytest.raises(LeaseConflict):
+        lease.forward(np.zeros((1, 64)))
+    with pytest.raises(NotFound):
+        lease.keepalive()
+    client.lease(DEVICE, ttl_s=5).release()  # the device is free again
+
+
+def test_background_keepalive_holds_the_lease(client: DeviceClient):
+    with client.lease(DEVICE, ttl_s=0.6) as lease:
+        time.sleep(1.5)
+        lease.forward(np.zeros((1, 64)))
+        assert lease.lost is None
+
+
+def test_release_needs_the_token(client: DeviceClient, server_url: str):
+    import httpx
+
+    with client.lease(DEVICE) as lease:
+        r = httpx.delete(f"{server_url}/v1/leases/{lease.lease_id}", headers={"X-Lease-Token": "not-it"})
+        assert r.status_code == 409
+        r = httpx.delete(f"{server_url}/v1/leases/no-such-lease", headers={"X-Lease-Token": lease.token})
+        assert r.status_code == 404 and r.json()["field"] == "lease_id"
