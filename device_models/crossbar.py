@@ -100,6 +100,28 @@ class _Crossbar:
         self.col_g_sum = total.sum(axis=0)
         self.row_g_sum = total[:, : self.n_in].sum(axis=1)
 
+    def set_cells(self, idx: np.ndarray, g_plus: np.ndarray, g_minus: np.ndarray) -> None:
+        """Store new conductances of the pairs at flat indices ``idx`` and update the derived
+        matrices there only (a training step rewrites few cells of a large array)."""
+        g_flat = self.g.reshape(2, -1)
+        old_total = g_flat[0, idx] + g_flat[1, idx]
+        g_flat[0, idx] = g_plus
+        g_flat[1, idx] = g_minus
+        rows, cols = np.divmod(idx, self.n_in + 1)
+        in_w = cols < self.n_in
+        weight = (g_plus - g_minus) / self.g_unit_s
+        self.w[rows[in_w], cols[in_w]] = weight[in_w]
+        self.b[rows[~in_w]] = weight[~in_w]
+        if self.w_ap is not None:
+            g_p, g_ap = self.g_p.reshape(2, -1)[:, idx], self.g_ap.reshape(2, -1)[:, idx]
+            span = g_p - g_ap
+            frac_ap = np.divide(g_p - np.stack([g_plus, g_minus]), span, out=np.zeros_like(span), where=span > 0)
+            ap = frac_ap * g_ap
+            self.w_ap[rows[in_w], cols[in_w]] = ((ap[0] - ap[1]) / self.g_unit_s)[in_w]
+        delta = g_plus + g_minus - old_total
+        self.col_g_sum += np.bincount(cols, weights=delta, minlength=self.n_in + 1)
+        self.row_g_sum += np.bincount(rows[in_w], weights=delta[in_w], minlength=self.n_out)
+
 
 class CrossbarNetwork:
     """An emulated MTJ crossbar chip: layers of differential-pair synapses and STNO neurons.
@@ -353,11 +375,14 @@ class CrossbarNetwork:
     def quantize(self, k: int, w: np.ndarray) -> np.ndarray:
         """Grid target of crossbar ``k`` nearest to ``w`` (clipped to ``±w_max``)."""
         w_max, levels = self.w_max[k], self.config.levels
-        w = np.clip(np.asarray(w, dtype=np.float64), -w_max, w_max)
         if levels == 0:
-            return w
+            return np.clip(np.asarray(w, dtype=np.float64), -w_max, w_max)
         step = w_max / (levels - 1)
-        return np.rint(w / step) * step
+        q = np.multiply(w, 1.0 / step, dtype=np.float64)
+        np.rint(q, out=q)
+        np.clip(q, -(levels - 1), levels - 1, out=q)
+        q *= step
+        return q
 
     def program(self, targets: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict]:
         """Write-and-verify the named arrays (``W{k}``, ``b{k}``) to their grid targets.
@@ -419,7 +444,6 @@ class CrossbarNetwork:
             changed = np.flatnonzero(~np.isnan(flat) & ~(flat == old))  # never-written (NaN) old counts as changed
             fail_idx, e = self._write_cells(xb, changed, flat[changed])
             xb.target = full
-            xb.refresh(self.dtype, c.bias_nonlinearity)
             written += changed.size
             failures += fail_idx.size
             energy += e
@@ -461,8 +485,7 @@ class CrossbarNetwork:
             gt_m = gt_m + np.where(plus_active, 0.0, err)
         g_p = np.clip(gt_p, floor_p, ceil_p)
         g_m = np.clip(gt_m, floor_m, ceil_m)
-        xb.g[0].ravel()[idx] = g_p  # ravel of a contiguous array is a view
-        xb.g[1].ravel()[idx] = g_m
+        xb.set_cells(idx, g_p, g_m)
         energy = c.pulses_per_write * c.v_write_v**2 * c.t_pulse_s * float(g_p.sum() + g_m.sum())
         return idx[fail], energy
 

@@ -51,7 +51,9 @@ def _to_msgpack(obj: Any) -> Any:
         arr = np.ascontiguousarray(obj)
         if arr.dtype.kind not in "biuf":
             raise TypeError(f"cannot encode an array of dtype {arr.dtype}")
-        return {"dtype": arr.dtype.str, "shape": list(arr.shape), "data": arr.tobytes()}
+        # a memoryview is packed as bin without an intermediate bytes copy
+        data = memoryview(arr.reshape(-1)).cast("B") if arr.size else b""
+        return {"dtype": arr.dtype.str, "shape": list(arr.shape), "data": data}
     if isinstance(obj, np.generic):
         return obj.item()
     raise TypeError(f"cannot encode {type(obj).__name__}")

@@ -1,0 +1,1 @@
+"""Speed and memory benchmarks (``make bench``); results in ``benchmarks/results/<name>.json``."""
