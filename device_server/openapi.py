@@ -36,9 +36,9 @@ def _refs(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
-def body_doc(model: type[BaseModel]) -> dict[str, Any]:
+def body_doc(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
     """``openapi_extra`` for a route that decodes ``model`` from JSON or MessagePack itself."""
-    return {"requestBody": {"required": True, "content": _refs(model)}}
+    return {"requestBody": {"required": required, "content": _refs(model)}}
 
 
 def response_doc(model: type[BaseModel]) -> dict[int, dict[str, Any]]:

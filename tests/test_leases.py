@@ -60,3 +60,19 @@ def test_release_needs_the_token(client: DeviceClient, server_url: str):
         assert r.status_code == 409
         r = httpx.delete(f"{server_url}/v1/leases/no-such-lease", headers={"X-Lease-Token": lease.token})
         assert r.status_code == 404 and r.json()["field"] == "lease_id"
+
+
+def test_retried_lease_request_gets_the_same_lease(server_url: str):
+    import httpx
+
+    headers = {"Idempotency-Key": "take-once"}
+    first = httpx.post(f"{server_url}/v1/devices/{DEVICE}/leases", json={"holder": "carol"}, headers=headers)
+    retry = httpx.post(f"{server_url}/v1/devices/{DEVICE}/leases", json={"holder": "carol"}, headers=headers)
+    assert first.status_code == retry.status_code == 201
+    assert retry.json()["lease_id"] == first.json()["lease_id"] and retry.json()["token"] == first.json()["token"]
+    other = httpx.post(f"{server_url}/v1/devices/{DEVICE}/leases", json={"holder": "carol"},
+                       headers={"Idempotency-Key": "another"})
+    assert other.status_code == 409
+    lease = first.json()
+    assert httpx.delete(f"{server_url}/v1/leases/{lease['lease_id']}",
+                        headers={"X-Lease-Token": lease["token"]}).status_code == 200

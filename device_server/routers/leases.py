@@ -9,7 +9,9 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 
 from device_server.body import check_content_type, encoded, parse, read_body
+from device_server.context import ServerContext
 from device_server.deps import Ctx
+from device_server.leases import Lease
 from device_server.openapi import body_doc, problem_responses
 from device_server.schemas import KeepaliveRequest, LeaseRequest
 
@@ -19,12 +21,12 @@ TokenHeader = Annotated[str | None, Header(alias="X-Lease-Token", description="t
 IdemHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
-def _public(ctx, lease, with_token: bool = False) -> dict[str, Any]:
+def _public(ctx: ServerContext, lease: Lease, with_token: bool = False) -> dict[str, Any]:
     return lease.public(ctx.leases.now(), time.time(), with_token=with_token)
 
 
 @router.post("/devices/{device_id}/leases", status_code=201, summary="Take the device's lease",
-             openapi_extra={**body_doc(LeaseRequest), "requestBody": {**body_doc(LeaseRequest)["requestBody"], "required": False}},
+             openapi_extra=body_doc(LeaseRequest, required=False),
              responses=problem_responses(400, 404, 409, 415, 422))
 async def take_lease(device_id: str, request: Request, ctx: Ctx, idempotency_key: IdemHeader = None) -> Response:
     ctx.device(device_id)
@@ -32,20 +34,22 @@ async def take_lease(device_id: str, request: Request, ctx: Ctx, idempotency_key
     body = await read_body(request, ctx.settings.max_body_bytes)
     p = parse(LeaseRequest, body, media)
     ttl = min(p.ttl_s or ctx.settings.lease_ttl_s, ctx.settings.max_lease_ttl_s)
+    fingerprint = ctx.idempotency.fingerprint(body)
     if idempotency_key:
-        fp = ctx.idempotency.fingerprint(body)
-        stored = ctx.idempotency.lookup(device_id, "lease", idempotency_key, fp)
-        if stored is not None and ctx.leases.current(device_id) and ctx.leases.current(device_id).lease_id == stored["lease_id"]:
-            return encoded(request, stored, status_code=201, headers={"Idempotent-Replayed": "true"})
+        # a retried take (its answer was lost) gets the lease it already holds, not a 409
+        stored = ctx.idempotency.lookup(device_id, "lease", idempotency_key, fingerprint)
+        current = ctx.leases.current(device_id)
+        if stored is not None and current is not None and current.lease_id == stored:
+            return encoded(request, _public(ctx, current, with_token=True), status_code=201,
+                           headers={"Idempotent-Replayed": "true"})
     lease = ctx.leases.acquire(device_id, p.holder, ttl)
-    content = _public(ctx, lease, with_token=True)
     if idempotency_key:
-        ctx.idempotency.store(device_id, "lease", idempotency_key, ctx.idempotency.fingerprint(body), content)
-    return encoded(request, content, status_code=201)
+        ctx.idempotency.store(device_id, "lease", idempotency_key, fingerprint, lease.lease_id)
+    return encoded(request, _public(ctx, lease, with_token=True), status_code=201)
 
 
 @router.post("/leases/{lease_id}/keepalive", summary="Extend a lease by its TTL",
-             openapi_extra={"requestBody": {**body_doc(KeepaliveRequest)["requestBody"], "required": False}},
+             openapi_extra=body_doc(KeepaliveRequest, required=False),
              responses=problem_responses(404, 409, 415, 422))
 async def keepalive(lease_id: str, request: Request, ctx: Ctx, token: TokenHeader = None) -> Response:
     media = check_content_type(request, allow_empty=True)
