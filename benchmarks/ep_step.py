@@ -15,6 +15,9 @@ from __future__ import annotations
 
 from benchmarks import common  # noqa: F401  (sets the BLAS threads first)
 
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import numpy as np  # noqa: E402
 
 from benchmarks.common import interleaved, summary, write_result  # noqa: E402
@@ -26,6 +29,12 @@ from trainer_client.protocols.ep import EPConfig, EPNetwork, EPTrainer  # noqa: 
 
 SIZES = [784, 512, 10]
 DEVICE = "crossbar-mnist"
+#: One device per HTTP contender, each the same chip as the in-process one (default-v1, seed 2).
+BENCH_LAB = "".join(
+    f'[[devices]]\nid = "{name}"\nkind = "mtj-crossbar"\npreset = "default-v1"\nseed = 2\n'
+    f"topology = {{ sizes = {SIZES} }}\n\n"
+    for name in ("bench-msgpack", "bench-json")
+)
 
 
 class InProcess:
@@ -56,17 +65,18 @@ def run(rounds: int = 12, batch: int = 128, t1: int = 30, t2: int = 10) -> dict:
     driver = EmulatedCrossbar(DEVICE, {"sizes": SIZES}, "default-v1", seed=2)
     w_max = driver.describe()["topology"]["w_max"]
     local = make_trainer(InProcess(driver), w_max, config)
-    with LocalServer() as url, DeviceClient(url) as binary, DeviceClient(url, encoding="json") as text:
-        with binary.lease(DEVICE, holder="bench msgpack") as lease_b:
-            http_b = make_trainer(lease_b, w_max, config)
-            # JSON shares the device through the same lease token (one holder per device)
-            json_dev = _JsonLease(text, lease_b.token)
-            http_j = make_trainer(json_dev, w_max, config)
-            samples = interleaved(
-                {"in_process": lambda: local.step(x, y), "http_msgpack": lambda: http_b.step(x, y),
-                 "http_json": lambda: http_j.step(x, y)},
-                rounds=rounds, warmup=1, skip={"http_json": 3},
-            )
+    with tempfile.TemporaryDirectory() as tmp:
+        lab = Path(tmp) / "bench.toml"
+        lab.write_text(BENCH_LAB)
+        with LocalServer(lab=lab) as url, DeviceClient(url) as binary, DeviceClient(url, encoding="json") as text:
+            with binary.lease("bench-msgpack") as lease_b, text.lease("bench-json") as lease_j:
+                http_b = make_trainer(lease_b, w_max, config)
+                http_j = make_trainer(lease_j, w_max, config)
+                samples = interleaved(
+                    {"in_process": lambda: local.step(x, y), "http_msgpack": lambda: http_b.step(x, y),
+                     "http_json": lambda: http_j.step(x, y)},
+                    rounds=rounds, warmup=1, skip={"http_json": 3},
+                )
     result = {name: summary(s) for name, s in samples.items()}
     base = result["in_process"]["median_s"]
     return {
@@ -76,21 +86,6 @@ def run(rounds: int = 12, batch: int = 128, t1: int = 30, t2: int = 10) -> dict:
         "ratios": {"http_msgpack/in_process": result["http_msgpack"]["median_s"] / base,
                    "http_json/in_process": result["http_json"]["median_s"] / base},
     }
-
-
-class _JsonLease:
-    """EP device interface over the JSON client, reusing a held lease's token."""
-
-    def __init__(self, client: DeviceClient, token: str) -> None:
-        self.client, self.token = client, token
-
-    def program(self, weights, return_achieved=True):
-        return self.client.program(DEVICE, self.token, weights, return_achieved)
-
-    def relax(self, x, beta=0.0, target=None, steps=20, init=None):
-        out = self.client.relax(DEVICE, self.token, x, beta, target, steps, init)
-        out["states"] = [np.asarray(s, dtype=np.float32) for s in out["states"]]
-        return out
 
 
 def main() -> None:

@@ -164,6 +164,7 @@ class CrossbarNetwork:
         self._xbars = [
             self._fabricate(self.sizes[k + 1], self.sizes[k], self.w_max[k], fab_rng) for k in range(self.n_crossbars)
         ]
+        self._names = {name: int(name[1:]) for name in weight_names(self.n_crossbars)}
 
     # ------------------------------------------------------------------ fabrication
     def _fabricate(self, n_out: int, n_in: int, w_max: float, rng: np.random.Generator) -> _Crossbar:
@@ -391,47 +392,49 @@ class CrossbarNetwork:
         rewritten, the failures (flat indices per array), time and energy. Only pairs whose grid
         target changed are rewritten.
         """
-        new_targets = {}
-        for k in sorted({self.layer_of(name) for name in targets}):
-            xb = self._xbars[k]
-            full = xb.target.copy()
-            if f"W{k}" in targets:
-                full[:, : xb.n_in] = self.quantize(k, targets[f"W{k}"])
-            if f"b{k}" in targets:
-                full[:, xb.n_in] = self.quantize(k, targets[f"b{k}"])
-            new_targets[k] = full
+        new_targets: dict[int, np.ndarray] = {}
+        for name, w in targets.items():
+            k = self.layer_of(name)
+            full = new_targets.setdefault(k, self._xbars[k].target.copy())
+            full[self._columns(k, name)] = self.quantize(k, w)
         return self._write_all(new_targets, names=list(targets))
 
     def update(self, deltas: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict]:
-        """Incremental write: move each pair by ``delta`` in whole grid steps.
+        """Incremental write: move each pair of the named arrays by ``delta`` in whole grid steps.
 
         Like a pulsed learning rule, the number of level steps is ``delta/step`` rounded
         stochastically (unbiased), so updates smaller than a level still act in expectation.
-        Pairs never programmed start from 0; results saturate at ``±w_max``.
+        Pairs never programmed start from the nominal 0; results saturate at ``±w_max``.
+        Arrays not named are left alone.
         """
-        new_targets = {}
-        for k in sorted({self.layer_of(name) for name in deltas}):
+        levels = self.config.levels
+        new_targets: dict[int, np.ndarray] = {}
+        for name, delta in deltas.items():
+            k = self.layer_of(name)
             xb = self._xbars[k]
-            full = np.nan_to_num(xb.target, nan=0.0)
-            delta = np.zeros_like(full)
-            if f"W{k}" in deltas:
-                delta[:, : xb.n_in] = deltas[f"W{k}"]
-            if f"b{k}" in deltas:
-                delta[:, xb.n_in] = deltas[f"b{k}"]
-            levels = self.config.levels
+            full = new_targets.setdefault(k, xb.target.copy())
+            cols = self._columns(k, name)
+            current = np.nan_to_num(full[cols], nan=0.0)
+            delta = np.asarray(delta, dtype=np.float64)
             if levels:
                 step = xb.w_max / (levels - 1)
-                n_steps = np.floor(delta / step + self._rng.random(delta.shape))
-                full = full + n_steps * step
+                moved = current + np.floor(delta / step + self._rng.random(delta.shape)) * step
             else:
-                full = full + delta
-            new_targets[k] = np.clip(full, -xb.w_max, xb.w_max)
+                moved = current + delta
+            full[cols] = np.clip(moved, -xb.w_max, xb.w_max)
         return self._write_all(new_targets, names=list(deltas))
 
     def layer_of(self, name: str) -> int:
-        if len(name) < 2 or name[0] not in "Wb" or not name[1:].isdigit() or int(name[1:]) >= self.n_crossbars:
-            raise KeyError(name)
-        return int(name[1:])
+        """Crossbar index of a weight array name (``W0``, ``b0``, …); ``KeyError`` for any other name."""
+        try:
+            return self._names[name]
+        except KeyError:
+            raise KeyError(name) from None
+
+    def _columns(self, k: int, name: str) -> tuple[slice, slice | int]:
+        """Where array ``name`` sits in crossbar ``k``'s pair array: the weight columns or the bias column."""
+        n_in = self._xbars[k].n_in
+        return (slice(None), slice(0, n_in)) if name[0] == "W" else (slice(None), n_in)
 
     def _write_all(self, new_targets: Mapping[int, np.ndarray], names: Sequence[str]) -> tuple[dict, dict]:
         c = self.config

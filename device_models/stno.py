@@ -10,7 +10,7 @@ after a few relaxation times ``1/(2Γ_G(ζ−1))`` its power sits at ``p₀(ζ)`
 rectifying function of its input — the activation of the network (DESIGN.md §4, §7).
 
 Here the crossbar pre-activation ``h`` (in weight units) maps linearly onto the current,
-``ζ = 1 + h (ζ_max − 1)``, clipped to the safe-operating range ``[0, ζ_max]``; the measured
+``ζ = 1 + h (ζ_max − 1)``, limited to the safe-operating ``ζ ≤ ζ_max``; the measured
 activation is ``p₀(ζ)/p₀(ζ_max)`` so that it spans ``[0, 1]``.
 """
 
@@ -34,8 +34,12 @@ def steady_state_power(zeta: np.ndarray, q: float) -> np.ndarray:
 
 
 def supercriticality(h: np.ndarray, zeta_max: float) -> np.ndarray:
-    """Bias ``ζ`` of a neuron driven by crossbar pre-activation ``h`` (h=0: threshold, h=1: ζ_max)."""
-    return np.clip(1.0 + h * (zeta_max - 1.0), 0.0, zeta_max)
+    """Bias ``ζ`` of a neuron driven by crossbar pre-activation ``h`` (h=0: threshold, h=1: ζ_max).
+
+    The current source's compliance limits ``|ζ| ≤ ζ_max`` in either direction; a current at
+    or below threshold (``ζ ≤ 1``, negative included) still flows, with no oscillation.
+    """
+    return np.clip(1.0 + h * (zeta_max - 1.0), -zeta_max, zeta_max)
 
 
 def activation(h: np.ndarray, q: float, zeta_max: float) -> np.ndarray:

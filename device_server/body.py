@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
@@ -61,8 +62,20 @@ def parse(model: type[M], body: bytes, media: str) -> M:
 def response_media(request: Request) -> str:
     """MessagePack if the client accepts it (or sent it without an Accept), else JSON."""
     accept = request.headers.get("accept", "")
-    for part in accept.split(","):
-        media = codec.media_type(part)
+    ranked = []
+    for order, part in enumerate(accept.split(",")):
+        media, _, params = part.partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if q > 0:
+            ranked.append((-q, order, codec.media_type(media)))
+    for _, _, media in sorted(ranked):
         if media in codec.MSGPACK_TYPES:
             return codec.MSGPACK
         if media in codec.JSON_TYPES:
@@ -75,3 +88,10 @@ def response_media(request: Request) -> str:
 def encoded(request: Request, content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     media = response_media(request)
     return Response(codec.encode(content, media), status_code=status_code, media_type=media, headers=headers)
+
+
+async def encoded_off_loop(request: Request, content: Any, headers: dict[str, str] | None = None) -> Response:
+    """:func:`encoded` in a worker thread: megabytes of JSON must not stall keepalives and health."""
+    media = response_media(request)
+    data = await run_in_threadpool(codec.encode, content, media)
+    return Response(data, media_type=media, headers=headers)

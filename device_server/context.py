@@ -27,7 +27,7 @@ class ServerContext:
 
     def __post_init__(self) -> None:
         if self.idempotency is None:
-            self.idempotency = IdempotencyCache(self.settings.idempotency_capacity)
+            self.idempotency = IdempotencyCache(self.settings.idempotency_capacity, self.settings.idempotency_max_bytes)
 
     def device(self, device_id: str) -> Driver:
         try:

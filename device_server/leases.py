@@ -19,7 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from device_server.errors import LeaseConflict, NotFound
+from device_server.errors import LeaseConflict, LeaseRequired, NotFound
+
+
+def _same_token(expected: str, given: str) -> bool:
+    """Constant-time comparison that also takes non-ASCII header values (as bytes, never a 500)."""
+    return secrets.compare_digest(expected.encode(), given.encode("utf-8", "surrogateescape"))
 
 
 @dataclass
@@ -101,10 +106,12 @@ class LeaseManager:
             return lease
 
     def _own(self, lease_id: str, token: str | None) -> Lease:
+        if not token:
+            raise LeaseRequired("send the lease's token in X-Lease-Token", field="X-Lease-Token")
         lease = self._by_id.get(lease_id)
         if lease is None:
             raise NotFound(f"lease {lease_id!r} does not exist or has expired", field="lease_id")
-        if token is None or not secrets.compare_digest(lease.token, token):
+        if not _same_token(lease.token, token):
             raise LeaseConflict(f"X-Lease-Token does not belong to lease {lease_id!r}", field="X-Lease-Token")
         return lease
 
@@ -136,7 +143,7 @@ class LeaseManager:
                     f"lease token is stale: device {device_id!r} is not leased (expired or released)",
                     field="X-Lease-Token",
                 )
-            if not secrets.compare_digest(lease.token, token):
+            if not _same_token(lease.token, token):
                 raise LeaseConflict(
                     f"device {device_id!r} is leased by {lease.holder!r} (fencing {lease.fencing}); "
                     "this lease token is not the current holder's",

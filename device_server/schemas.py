@@ -43,9 +43,11 @@ def to_array(value: Any) -> np.ndarray:
         a = value
     elif isinstance(value, (list, int, float)) and not isinstance(value, bool):
         try:
-            a = np.asarray(value, dtype=np.float64)
-        except (ValueError, TypeError):
+            a = np.asarray(value)  # JSON numbers become int64/float64; strings, bools, nulls do not
+        except (ValueError, TypeError, OverflowError):
             raise ValueError("expected nested lists of numbers of equal length (a rectangular array)") from None
+        if a.dtype.kind not in "iuf":
+            raise ValueError("expected nested lists of numbers only (no strings, booleans, nulls or huge integers)")
     else:
         raise ValueError(f"expected an array, got {type(value).__name__}")
     if a.dtype.kind not in "iuf":
@@ -64,7 +66,8 @@ Array = Annotated[np.ndarray, PlainValidator(to_array), WithJsonSchema(ARRAY_MAR
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, arbitrary_types_allowed=True)
+    # strict: "5", true or 1.5 are not a step count, "0.5" is not a β
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, arbitrary_types_allowed=True, strict=True)
 
 
 class ForwardRequest(_Body):
@@ -82,7 +85,7 @@ class RelaxRequest(_Body):
     x: Array = Field(description="inputs (batch, n_0), in units of the read bias")
     beta: float = Field(0.0, description="nudging strength (0: free phase)")
     target: Array | None = Field(None, description="output target (batch, n_N); required when beta != 0")
-    steps: int = Field(20, description="synchronous updates to run")
+    steps: int = Field(20, ge=1, le=2**31, description="synchronous updates to run (the device declares its limit)")
     init: list[Array] | None = Field(None, description="initial state, one (batch, n_k) array per neuron layer")
 
 

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     lease_ttl_s: float = Field(30.0, gt=0, description="[s] default lease time to live")
     max_lease_ttl_s: float = Field(3600.0, gt=0, description="[s] longest lease time to live a client may ask")
     idempotency_capacity: int = Field(4096, gt=0, description="remembered Idempotency-Key results (oldest dropped)")
+    idempotency_max_bytes: int = Field(256 * 2**20, gt=0, description="[bytes] memory for remembered write results")
 
     @field_validator("latency")
     @classmethod

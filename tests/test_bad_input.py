@@ -83,6 +83,26 @@ CASES = [
     ("malformed JSON", "PUT", f"/v1/devices/{DEVICE}/weights", b'{"weights": {"W0": [[1, 2]', JSON, 400, "body"),
     ("broken array map", "PUT", f"/v1/devices/{DEVICE}/weights",
      mp({"weights": {"b0": raw_array("<f4", (N_HID,), b"\0" * 7)}}), MSGPACK, 400, "body"),
+    ("non-canonical array name", "POST", f"/v1/devices/{DEVICE}/weights:update",
+     mp({"deltas": {"W01": f32(np.zeros((N_OUT, N_HID)))}}), MSGPACK, 404, "deltas.W01"),
+    ("superscript array name", "PUT", f"/v1/devices/{DEVICE}/weights", mp({"weights": {"W\u00b9": f32(np.zeros((2, 2)))}}),
+     MSGPACK, 404, "weights.W\u00b9"),
+    ("wrong delta shape", "POST", f"/v1/devices/{DEVICE}/weights:update", mp({"deltas": {"b0": f32(np.zeros(3))}}),
+     MSGPACK, 422, "deltas.b0"),
+    ("huge integer in JSON", "POST", f"/v1/devices/{DEVICE}/forward", b'{"x": [[1' + b"0" * 400 + b"]]}", JSON, 422, "x"),
+    ("strings as numbers", "PUT", f"/v1/devices/{DEVICE}/weights", json.dumps({"weights": {"b1": ["0.1"] * N_OUT}}).encode(),
+     JSON, 422, "weights.b1"),
+    ("booleans as numbers", "POST", f"/v1/devices/{DEVICE}/forward", json.dumps({"x": [[True] * N_IN]}).encode(), JSON,
+     422, "x"),
+    ("string step count", "POST", f"/v1/devices/{DEVICE}/relax", json.dumps({"x": GOOD_X.tolist(), "steps": "5"}).encode(),
+     JSON, 422, "steps"),
+    ("deeply nested JSON", "POST", f"/v1/devices/{DEVICE}/forward", b'{"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+     JSON, 400, "body"),
+    ("negative array shape", "POST", f"/v1/devices/{DEVICE}/forward", mp({"x": {"dtype": "<f4", "shape": [-1, N_IN],
+                                                                               "data": b"\0" * 4 * N_IN}}),
+     MSGPACK, 400, "body"),
+    ("a call too long for the instrument", "POST", f"/v1/devices/{DEVICE}/relax",
+     mp({"x": f32(np.zeros((128, N_IN))), "steps": 100_000}), MSGPACK, 422, "steps"),
     ("unsupported content type", "PUT", f"/v1/devices/{DEVICE}/weights", b"W0=1", {"Content-Type": "text/plain"}, 415,
      "Content-Type"),
 ]
@@ -119,6 +139,9 @@ def test_lease_problems_change_nothing(held, server_url):
     r = httpx.put(f"{server_url}/v1/devices/crossbar-digits-ideal/weights", content=body,
                   headers={**MSGPACK, "X-Lease-Token": stale_token})
     assert r.status_code == 409
+    # a token that is not even ASCII
+    r = httpx.put(url, content=body, headers={**MSGPACK, "X-Lease-Token": b"\xe9t\xe9"})
+    assert r.status_code == 409 and r.json()["field"] == "X-Lease-Token"
     # someone else trying to take the held device
     r = httpx.post(f"{server_url}/v1/devices/{DEVICE}/leases", json={"holder": "intruder"})
     assert r.status_code == 409 and "bad-input tests" in r.json()["detail"]

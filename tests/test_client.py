@@ -91,6 +91,6 @@ def test_json_and_msgpack_give_the_same_answers(client: DeviceClient, json_clien
         lease.program({"W0": np.full((256, 64), 0.01)})
         binary = lease.forward(x)
         text = json_client.forward("crossbar-digits-ideal", lease.token, x)
-    assert isinstance(text["outputs"][0], list)
+    assert isinstance(text["outputs"][0], np.ndarray)
     for a, b in zip(binary["outputs"], text["outputs"]):
         np.testing.assert_allclose(a, np.asarray(b), rtol=1e-6)

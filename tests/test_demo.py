@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -32,7 +33,9 @@ def test_demo_trains_ep_on_digits_over_http(tmp_path, ideal: bool, floor: float)
     assert prov["command_line"][-1] in ("--no-progress", "--ideal") and prov["package_version"]
     png = (out / "curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
-    assert "test" in done.stdout and "epoch" in done.stdout  # the per-epoch table was shown
+    rows = [line for line in done.stdout.splitlines() if re.match(r"^\s*\d+\s+[\d.]+%\s+[\d.]+%\s", line)]
+    assert len(rows) == 12  # one table row per epoch
+    assert f"{100 * report['test_accuracy']:.2f}%" in rows[-1]
 
 
 def test_demo_reports_an_unreachable_server_clearly(tmp_path):

@@ -71,3 +71,17 @@ def test_read_noise_has_the_declared_spread():
     x = np.zeros((20000, 8))
     out = net.forward(x)[0][0]
     assert abs(out.std(axis=0).mean() / DEFAULT_V1.read_std - 1) < 0.05
+
+
+def test_update_leaves_arrays_it_was_not_given_alone():
+    net = CrossbarNetwork([6, 4, 2], DEFAULT_V1, seed=1)
+    net.program({"W0": np.full((4, 6), 0.3)})
+    fresh_b0 = net.read_weights()[0]["b0"].copy()
+    _, report = net.update({"W0": np.full((4, 6), 0.05)})
+    assert report["pairs_written"] <= 4 * 6
+    assert np.isnan(net.targets()["b0"]).all()  # still never programmed
+    np.testing.assert_array_equal(net.read_weights()[0]["b0"], fresh_b0)
+    with pytest.raises(KeyError):
+        net.update({"W01": np.zeros((2, 4))})
+    with pytest.raises(KeyError):
+        net.program({"W\u00b9": np.zeros((2, 4))})

@@ -32,12 +32,12 @@ def test_one_holder_and_release(client: DeviceClient):
 
 
 def test_lease_expires_without_keepalive_and_keepalive_extends(client: DeviceClient):
-    lease = client.lease(DEVICE, ttl_s=0.6, keepalive=False)
-    time.sleep(0.35)
+    lease = client.lease(DEVICE, ttl_s=2.0, keepalive=False)
+    time.sleep(1.2)
     lease.keepalive()
-    time.sleep(0.35)  # 0.7 s after taking it: alive only thanks to the keepalive
+    time.sleep(1.2)  # 2.4 s after taking it: alive only thanks to the keepalive (margin 0.8 s)
     lease.forward(np.zeros((1, 64)))
-    time.sleep(0.8)
+    time.sleep(2.2)
     with pytest.raises(LeaseConflict):
         lease.forward(np.zeros((1, 64)))
     with pytest.raises(NotFound):
@@ -46,10 +46,25 @@ def test_lease_expires_without_keepalive_and_keepalive_extends(client: DeviceCli
 
 
 def test_background_keepalive_holds_the_lease(client: DeviceClient):
-    with client.lease(DEVICE, ttl_s=0.6) as lease:
-        time.sleep(1.5)
+    with client.lease(DEVICE, ttl_s=1.5) as lease:
+        time.sleep(3.5)
         lease.forward(np.zeros((1, 64)))
         assert lease.lost is None
+
+
+def test_a_lost_lease_is_reported_on_the_next_call(client: DeviceClient, server_url: str):
+    import httpx
+
+    lease = client.lease(DEVICE, ttl_s=0.9)
+    # the lease disappears behind the client's back (as when an admin breaks it)
+    assert httpx.delete(f"{server_url}/v1/leases/{lease.lease_id}",
+                        headers={"X-Lease-Token": lease.token}).status_code == 200
+    deadline = time.monotonic() + 5
+    while lease.lost is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with pytest.raises(LeaseConflict, match="lost"):
+        lease.forward(np.zeros((1, 64)))
+    lease.release()  # nothing left to release: no error
 
 
 def test_release_needs_the_token(client: DeviceClient, server_url: str):
@@ -60,6 +75,8 @@ def test_release_needs_the_token(client: DeviceClient, server_url: str):
         assert r.status_code == 409
         r = httpx.delete(f"{server_url}/v1/leases/no-such-lease", headers={"X-Lease-Token": lease.token})
         assert r.status_code == 404 and r.json()["field"] == "lease_id"
+        r = httpx.post(f"{server_url}/v1/leases/{lease.lease_id}/keepalive")
+        assert r.status_code == 428 and r.json()["field"] == "X-Lease-Token"
 
 
 def test_retried_lease_request_gets_the_same_lease(server_url: str):

@@ -28,6 +28,10 @@ import numpy as np
 from trainer_client import codec
 from trainer_client.errors import DeviceUnavailable, LeaseConflict, NotFound, TransportError, from_problem
 
+#: Answer fields that hold a list of arrays, or a map of named arrays.
+ARRAY_LISTS = frozenset({"outputs", "states"})
+ARRAY_MAPS = frozenset({"achieved", "weights"})
+
 #: httpx errors after which a request may be sent again.
 _RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadError, httpx.ReadTimeout,
               httpx.WriteError, httpx.RemoteProtocolError, httpx.PoolTimeout)
@@ -155,6 +159,11 @@ class DeviceClient:
         out = self.request(method, f"/v1/devices/{device_id}/{op_path}", body,
                            headers={"X-Lease-Token": token}, write=write)
         self.totals.add(out["report"])
+        if self.media == codec.JSON:  # nested lists -> arrays, so callers see one shape of answer
+            for key in ARRAY_LISTS & out.keys():
+                out[key] = [np.asarray(a) for a in out[key]]
+            for key in ARRAY_MAPS & out.keys():
+                out[key] = {name: np.asarray(a) for name, a in out[key].items()}
         return out
 
     # ------------------------------------------------------------------ lab
@@ -267,21 +276,28 @@ class Lease:
         self.release()
 
     # device operations with this lease
+    def _token(self) -> str:
+        """The token, unless the keepalive found the lease gone: then say so instead of sending it."""
+        if self.lost is not None:
+            raise LeaseConflict({"status": 409, "title": "Lease lost", "field": "X-Lease-Token",
+                                 "detail": f"lease {self.lease_id} on {self.device_id!r} was lost: {self.lost}"})
+        return self.token
+
     def describe(self) -> dict[str, Any]:
         return self.client.describe(self.device_id)
 
     def forward(self, x: np.ndarray, layers: Sequence[int] | None = None) -> dict[str, Any]:
-        return self.client.forward(self.device_id, self.token, x, layers)
+        return self.client.forward(self.device_id, self._token(), x, layers)
 
     def relax(self, x: np.ndarray, beta: float = 0.0, target: np.ndarray | None = None, steps: int = 20,
               init: Sequence[np.ndarray] | None = None) -> dict[str, Any]:
-        return self.client.relax(self.device_id, self.token, x, beta, target, steps, init)
+        return self.client.relax(self.device_id, self._token(), x, beta, target, steps, init)
 
     def program(self, weights: Mapping[str, np.ndarray], return_achieved: bool = True) -> dict[str, Any]:
-        return self.client.program(self.device_id, self.token, weights, return_achieved)
+        return self.client.program(self.device_id, self._token(), weights, return_achieved)
 
     def update(self, deltas: Mapping[str, np.ndarray], return_achieved: bool = True) -> dict[str, Any]:
-        return self.client.update(self.device_id, self.token, deltas, return_achieved)
+        return self.client.update(self.device_id, self._token(), deltas, return_achieved)
 
     def read_weights(self) -> dict[str, Any]:
-        return self.client.read_weights(self.device_id, self.token)
+        return self.client.read_weights(self.device_id, self._token())

@@ -62,12 +62,17 @@ def _to_msgpack(obj: Any) -> Any:
 def _from_msgpack_map(pairs: list[tuple[Any, Any]]) -> Any:
     d = dict(pairs)
     if d.keys() == ARRAY_KEYS and isinstance(d["data"], (bytes, bytearray, memoryview)):
+        shape = d["shape"]
+        if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                                                  for n in shape):
+            raise CodecError(f"broken array map: shape must be a list of non-negative integers, got {shape!r}")
         try:
             dtype = np.dtype(d["dtype"])
-            shape = tuple(int(n) for n in d["shape"])
-            return np.frombuffer(d["data"], dtype=dtype).reshape(shape)
         except (TypeError, ValueError) as exc:
-            raise CodecError(f"broken array map (dtype {d['dtype']!r}, shape {d['shape']!r}): {exc}") from exc
+            raise CodecError(f"broken array map: unknown dtype {d['dtype']!r}") from exc
+        if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize != len(d["data"]) or dtype.itemsize == 0:
+            raise CodecError(f"broken array map: {len(d['data'])} bytes do not hold shape {shape} of {dtype}")
+        return np.frombuffer(d["data"], dtype=dtype).reshape(shape)
     return d
 
 
@@ -97,6 +102,7 @@ def decode(body: bytes, content_type: str = MSGPACK) -> Any:
             return json.loads(body)
     except CodecError:
         raise
-    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+    except (ValueError, TypeError, RecursionError, msgpack.ExtraData, msgpack.FormatError,
+            msgpack.StackError) as exc:
         raise CodecError(f"malformed {media_type(content_type)} body: {exc}") from exc
     raise CodecError(f"unsupported media type {content_type!r}")

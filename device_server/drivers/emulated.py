@@ -16,6 +16,8 @@ from device_server.drivers.base import Driver, InvalidArgument, OpResult, Unknow
 
 #: Largest number of synchronous updates one ``relax`` call may ask for.
 MAX_RELAX_STEPS = 100_000
+#: Largest work of one call, in sample × update: a call holds the instrument, so it must end.
+MAX_SAMPLE_UPDATES = 5_000_000
 #: Largest |β| accepted (the nudge is an input current: beyond it the output neurons clip anyway).
 MAX_ABS_BETA = 100.0
 
@@ -68,6 +70,8 @@ class EmulatedCrossbar(Driver):
             "target": {"min": 0.0, "max": 1.0, "unit": "1", "policy": "reject", "doc": "output target"},
             "beta": {"min": -MAX_ABS_BETA, "max": MAX_ABS_BETA, "unit": "1", "policy": "reject"},
             "steps": {"min": 1, "max": MAX_RELAX_STEPS, "unit": "1", "policy": "reject"},
+            "work": {"min": 1, "max": MAX_SAMPLE_UPDATES, "unit": "sample·update", "policy": "reject",
+                     "doc": "batch × steps of a relax, batch × layers of a forward (checked by the driver)"},
         }
         for k, w_max in enumerate(m.w_max):
             for name in (f"W{k}", f"b{k}"):
@@ -99,7 +103,8 @@ class EmulatedCrossbar(Driver):
             if any(b != a + 1 for a, b in zip(layers, layers[1:])):
                 raise InvalidArgument("layers", f"layers must be consecutive and ascending, got {layers}")
         first = 0 if layers is None else layers[0]
-        self._check_batch("x", x, self.model.sizes[first])
+        batch = self._check_batch("x", x, self.model.sizes[first])
+        self._check_work("x", batch * (n if layers is None else len(layers)))
         outputs, report = self.model.forward(x, layers)
         return OpResult({"outputs": outputs, "layers": list(range(n)) if layers is None else layers}, report)
 
@@ -113,6 +118,7 @@ class EmulatedCrossbar(Driver):
     ) -> OpResult:
         sizes = self.model.sizes
         batch = self._check_batch("x", x, sizes[0])
+        self._check_work("steps", batch * steps)
         if beta != 0.0 and target is None:
             raise InvalidArgument("target", "a nudged phase (beta != 0) needs a target")
         if target is not None:
@@ -147,6 +153,11 @@ class EmulatedCrossbar(Driver):
             raise InvalidArgument(field, f"batch size {a.shape[0]} differs from x's {batch}")
         return a.shape[0]
 
+    def _check_work(self, field: str, work: int) -> None:
+        if work > MAX_SAMPLE_UPDATES:
+            raise InvalidArgument(field, f"batch × steps = {work} exceeds the {MAX_SAMPLE_UPDATES} sample-updates one "
+                                  "call may take; split the batch")
+
     def _check_weights(self, field: str, arrays: Mapping[str, np.ndarray], signed_range: bool = False) -> None:
         if not arrays:
             raise InvalidArgument(field, "name at least one array (W0, b0, …)")
@@ -154,7 +165,7 @@ class EmulatedCrossbar(Driver):
         for name, a in arrays.items():
             try:
                 k = m.layer_of(name)
-            except KeyError:
+            except (KeyError, ValueError):
                 raise UnknownName(f"{field}.{name}", f"no such array; the device has {m.describe()['topology']['weights']}") from None
             shape = (m.sizes[k + 1], m.sizes[k]) if name[0] == "W" else (m.sizes[k + 1],)
             if tuple(a.shape) != shape:

@@ -19,9 +19,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from device_server.body import check_content_type, encoded, parse, read_body
-from device_server.deps import Ctx
+from device_server.body import check_content_type, encoded_off_loop, parse, read_body
 from device_server.context import ServerContext
+from device_server.deps import Ctx
 from device_server.drivers.base import Driver, OpResult
 from device_server.errors import LeaseRequired, NotFound
 from device_server.openapi import body_doc, problem_responses, response_doc
@@ -76,7 +76,7 @@ async def run_operation(
     if not token:
         raise LeaseRequired(f"{operation} touches the device: send the lease token in X-Lease-Token", field="X-Lease-Token")
     ctx.leases.check(device_id, token)
-    payload = parse(model, body, media) if model is not None else None
+    payload = await run_in_threadpool(parse, model, body, media) if model is not None else None
     clipped: dict[str, int] = {}
     call = prepare(payload, driver.limits(), clipped)
     fingerprint = hashlib.sha256(operation.encode() + b"\0" + body).hexdigest() if idempotency_key else ""
@@ -86,7 +86,7 @@ async def run_operation(
         if idempotency_key:
             stored = ctx.idempotency.lookup(device_id, operation, idempotency_key, fingerprint)
             if stored is not None:
-                return encoded(request, stored, headers={"Idempotent-Replayed": "true"})
+                return await encoded_off_loop(request, stored, headers={"Idempotent-Replayed": "true"})
         t0 = time.perf_counter()
         result = await run_in_threadpool(call, driver)
         wall = time.perf_counter() - t0
@@ -116,7 +116,7 @@ async def run_operation(
         pace = ctx.settings.latency_scale * report["instrument_time_s"] - (time.perf_counter() - t0)
         if pace > 0:
             await asyncio.sleep(pace)
-    return encoded(request, content)
+    return await encoded_off_loop(request, content)
 
 
 def _op_doc(summary: str, request_model: type[BaseModel] | None, response_model: type[BaseModel]) -> dict[str, Any]:
