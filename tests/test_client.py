@@ -94,3 +94,32 @@ def test_json_and_msgpack_give_the_same_answers(client: DeviceClient, json_clien
     assert isinstance(text["outputs"][0], np.ndarray)
     for a, b in zip(binary["outputs"], text["outputs"]):
         np.testing.assert_allclose(a, np.asarray(b), rtol=1e-6)
+
+
+class DropsAnswer(httpx.BaseTransport):
+    """Passes the request to the app, then loses the answer once (a read timeout)."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner, self.calls, self.dropped = inner, 0, False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        response = self.inner.handle_request(request)
+        if not self.dropped and request.url.path.endswith(("/relax", "/weights:update")):
+            self.dropped = True
+            response.read()
+            raise httpx.ReadTimeout("answer lost", request=request)
+        return response
+
+
+def test_a_lost_answer_is_resent_only_when_that_is_harmless(app_client: TestClient):
+    transport = DropsAnswer(app_client._transport)  # noqa: SLF001
+    with DeviceClient("http://testserver", transport=transport, backoff_s=0.001) as client:
+        with client.lease("crossbar-digits-ideal", keepalive=False) as lease:
+            lease.program({"b1": np.zeros(10)})
+            before = transport.calls
+            with pytest.raises(TransportError):  # relax has no idempotency key: not resent
+                lease.relax(np.zeros((1, 64)))
+            assert transport.calls == before + 1
+            lease.update({"b1": np.full(10, 0.02)})  # resent with its key, applied once
+            np.testing.assert_allclose(lease.read_weights()["weights"]["b1"], 0.02, rtol=1e-6)

@@ -32,9 +32,11 @@ from trainer_client.errors import DeviceUnavailable, LeaseConflict, NotFound, Tr
 ARRAY_LISTS = frozenset({"outputs", "states"})
 ARRAY_MAPS = frozenset({"achieved", "weights"})
 
-#: httpx errors after which a request may be sent again.
-_RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadError, httpx.ReadTimeout,
-              httpx.WriteError, httpx.RemoteProtocolError, httpx.PoolTimeout)
+#: httpx errors after which the request surely did not reach the server: always safe to resend.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+#: errors after which the server may have acted: resent only when that is harmless (a GET, a
+#: DELETE, or a write carrying its Idempotency-Key); a forward or relax would cost device time twice.
+_MAYBE_SENT = (httpx.ReadError, httpx.ReadTimeout, httpx.WriteError, httpx.WriteTimeout, httpx.RemoteProtocolError)
 
 
 @dataclass
@@ -121,13 +123,14 @@ class DeviceClient:
             hdrs["Content-Type"] = self.media
         if write:
             hdrs.setdefault("Idempotency-Key", uuid.uuid4().hex)
+        retryable = _NOT_SENT + _MAYBE_SENT if write or method in ("GET", "DELETE") else _NOT_SENT
         delay = self.backoff_s
         for attempt in range(self.retries + 1):
             try:
                 response = self._http.request(method, path, content=content, headers=hdrs)
-            except _RETRYABLE as exc:
-                if attempt == self.retries:
-                    raise TransportError(f"{method} {path}: {exc!r} after {attempt + 1} attempts") from exc
+            except httpx.TransportError as exc:
+                if not isinstance(exc, retryable) or attempt == self.retries:
+                    raise TransportError(f"{method} {path}: {exc!r} after {attempt + 1} attempt(s)") from exc
                 time.sleep(delay)
                 delay *= 2
                 continue
@@ -137,7 +140,7 @@ class DeviceClient:
                 delay *= 2
                 continue
             return self._answer(response)
-        raise AssertionError("unreachable")
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     @staticmethod
     def _answer(response: httpx.Response) -> Any:

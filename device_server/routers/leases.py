@@ -61,4 +61,4 @@ async def keepalive(lease_id: str, request: Request, ctx: Ctx, token: TokenHeade
 @router.delete("/leases/{lease_id}", summary="Release a lease", responses=problem_responses(404, 409))
 async def release(lease_id: str, request: Request, ctx: Ctx, token: TokenHeader = None) -> Response:
     lease = ctx.leases.release(lease_id, token)
-    return encoded(request, {**_public(ctx, lease), "released": True})
+    return encoded(request, {**_public(ctx, lease), "expires_in_s": 0.0, "released": True})
