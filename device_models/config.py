@@ -50,6 +50,8 @@ class CrossbarConfig:
     i_th_a: float = _f(0.5e-3, "A", "threshold current I_th of an STNO neuron", 1e-7, 1e-1)
     r_stno_ohm: float = _f(100.0, "ohm", "resistance of an STNO neuron", 1.0, 1e6)
     t_neuron_s: float = _f(5e-9, "s", "settling time of a neuron per update (a few relaxation times)", 1e-12, 1e-3)
+    relax_rate: float = _f(1.0, "1", "fraction of the way to its steady state a neuron moves per update, "
+                           "1 − exp(−t_neuron/τ_relax)", 1e-3, 1.0)
     t_read_s: float = _f(5e-9, "s", "integration time of one crossbar read", 1e-12, 1e-3)
     # --- programming ---------------------------------------------------------------------
     v_write_v: float = _f(0.5, "V", "write pulse amplitude", 0.01, 1.0)

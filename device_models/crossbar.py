@@ -296,17 +296,17 @@ class CrossbarNetwork:
         target: np.ndarray | None = None,
         steps: int = 20,
         init: Sequence[np.ndarray] | None = None,
-        rate: float = 1.0,
     ) -> tuple[list[np.ndarray], dict]:
         """Let the network settle for ``steps`` synchronous updates and measure every layer.
 
         Free phase: ``beta = 0``; nudged phase: ``beta ≠ 0`` with ``target`` (batch, n_N), the
         nudge ``+β(y − s_N)`` entering inside the output activation. ``init`` (one array per
-        neuron layer) is the starting state, zeros if omitted. ``rate`` κ ∈ (0, 1] is the fraction
-        of the way to its steady state a neuron moves per update. The report's ``residual`` is
+        neuron layer) is the starting state, zeros if omitted. The setting ``relax_rate`` κ ∈ (0, 1]
+        is the fraction of the way to its steady state a neuron moves per update. The report's ``residual`` is
         ``max |s(t) − s(t−1)|`` over the last update.
         """
         c = self.config
+        rate = c.relax_rate
         x = np.asarray(x, dtype=self.dtype)
         batch = x.shape[0]
         n = self.n_crossbars

@@ -25,7 +25,7 @@ MAX_ABS_BETA = 100.0
 class EmulatedCrossbar(Driver):
     """An :class:`~device_models.crossbar.CrossbarNetwork` served as an instrument.
 
-    Parameters come from a lab entry: ``topology = {sizes = [...], w_max = [...]?, relax_rate?}``,
+    Parameters come from a lab entry: ``topology = {sizes = [...], w_max = [...]?}``,
     a ``preset`` name, ``seed`` and ``overrides`` of single settings.
     """
 
@@ -42,16 +42,13 @@ class EmulatedCrossbar(Driver):
         overrides: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(device_id, seed)
-        unknown = set(topology) - {"sizes", "w_max", "relax_rate"}
+        unknown = set(topology) - {"sizes", "w_max"}
         if unknown:
             raise ValueError(f"device {device_id!r}: unknown topology key(s) {sorted(unknown)}")
         if "sizes" not in topology:
             raise ValueError(f"device {device_id!r}: topology needs 'sizes'")
         self.preset = preset
         self.config: CrossbarConfig = get_preset(preset).with_overrides(dict(overrides or {}))
-        self.relax_rate = float(topology.get("relax_rate", 1.0))
-        if not 0.0 < self.relax_rate <= 1.0:
-            raise ValueError(f"device {device_id!r}: relax_rate must be in (0, 1]")
         self.model = CrossbarNetwork(topology["sizes"], self.config, seed, topology.get("w_max"))
         self.calibration_id = hashlib.sha256(
             json.dumps([self.kind, dict(topology), preset, seed, self.config.__dict__], sort_keys=True, default=str).encode()
@@ -85,7 +82,7 @@ class EmulatedCrossbar(Driver):
             "preset": self.preset,
             "seed": self.seed,
             "capabilities": sorted(self.capabilities),
-            "topology": {**info["topology"], "relax_rate": self.relax_rate},
+            "topology": info["topology"],
             "levels": info["levels"],
             "limits": limits,
             "settings": settings_table(self.config),
@@ -128,7 +125,7 @@ class EmulatedCrossbar(Driver):
                 raise InvalidArgument("init", f"give one state per neuron layer ({len(sizes) - 1}), got {len(init)}")
             for k, s in enumerate(init):
                 self._check_batch(f"init[{k}]", s, sizes[k + 1], batch)
-        states, report = self.model.relax(x, beta, target, steps, init, rate=self.relax_rate)
+        states, report = self.model.relax(x, beta, target, steps, init)
         return OpResult({"states": states}, report)
 
     def program(self, targets: Mapping[str, np.ndarray]) -> OpResult:
