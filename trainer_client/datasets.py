@@ -47,11 +47,6 @@ class Dataset:
     n_classes: int
     sha256: str  # of the files (MNIST) or of the arrays (digits)
 
-    def head(self, n_train: int | None = None, n_test: int | None = None) -> "Dataset":
-        """The first samples only (quick runs)."""
-        return Dataset(self.name, self.x_train[:n_train], self.y_train[:n_train], self.x_test[:n_test],
-                       self.y_test[:n_test], self.n_classes, self.sha256)
-
 
 def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     value = explicit or os.environ.get(DATA_DIR_ENV)

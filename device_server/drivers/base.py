@@ -61,10 +61,6 @@ class OpResult:
     report: dict[str, Any] = field(default_factory=dict)
 
 
-#: Operations a driver may declare.
-OPERATIONS = ("describe", "forward", "relax", "drive", "program", "update", "read_weights")
-
-
 class Driver(ABC):
     """A device behind the server. Subclasses set ``kind`` and ``capabilities``."""
 

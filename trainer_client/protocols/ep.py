@@ -107,7 +107,6 @@ class EPTrainer:
         self.net = net
         self.config = config
         self.rng = np.random.default_rng(config.seed)
-        self.last_free: list[np.ndarray] | None = None
 
     def program(self) -> dict[str, Any]:
         return self.device.program(self.net.targets(), return_achieved=False)
@@ -131,7 +130,6 @@ class EPTrainer:
             grads = ep_gradient(x, plus, free, 1.0 / beta)
         for name, g in grads.items():
             self.net.weights[name] += cfg.lrs[int(name[1:])] * g.astype(np.float32)
-        self.last_free = free
         return free[-1]
 
     def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
