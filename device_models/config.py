@@ -50,8 +50,8 @@ class CrossbarConfig:
     i_th_a: float = _f(0.5e-3, "A", "threshold current I_th of an STNO neuron", 1e-7, 1e-1)
     r_stno_ohm: float = _f(100.0, "ohm", "resistance of an STNO neuron", 1.0, 1e6)
     t_neuron_s: float = _f(5e-9, "s", "settling time of a neuron per update (a few relaxation times)", 1e-12, 1e-3)
-    relax_rate: float = _f(1.0, "1", "fraction of the way to its steady state a neuron moves per update, "
-                           "1 − exp(−t_neuron/τ_relax)", 1e-3, 1.0)
+    relax_rate: float = _f(1.0, "1", "fraction of the way to its steady state a neuron moves per update "
+                           "(κ = 1 − exp(−t/τ_relax); 1: t_neuron_s spans several relaxation times)", 1e-3, 1.0)
     t_read_s: float = _f(5e-9, "s", "integration time of one crossbar read", 1e-12, 1e-3)
     # --- programming ---------------------------------------------------------------------
     v_write_v: float = _f(0.5, "V", "write pulse amplitude", 0.01, 1.0)
@@ -61,6 +61,7 @@ class CrossbarConfig:
     t_bus_s: float = _f(1e-3, "s", "bus round trip per operation (instrument clock)", 0.0, 10.0)
     t_sample_s: float = _f(5e-6, "s", "DAC update and ADC readout per input vector (instrument clock)", 0.0, 1.0)
     t_write_verify_s: float = _f(2e-6, "s", "instrument time per write pulse with its verify read", 0.0, 1.0)
+    t_cell_read_s: float = _f(1e-6, "s", "integration time of one cell in a weight read (read_weights)", 1e-12, 1.0)
     # --- numerics ------------------------------------------------------------------------
     dtype: str = _f("float32", "", "floating-point type of the emulation (float32 or float64)")
 
@@ -68,10 +69,16 @@ class CrossbarConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             lo, hi = f.metadata.get("min"), f.metadata.get("max")
-            if isinstance(value, bool) or f.name == "dtype":
+            if f.type in ("bool", bool):
+                if not isinstance(value, bool):
+                    raise ValueError(f"setting {f.name!r} must be true or false, got {value!r}")
                 continue
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
+            if f.name == "dtype":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"setting {f.name!r} must be a finite number, got {value!r}")
+            if f.type in ("int", int) and not isinstance(value, int):
+                raise ValueError(f"setting {f.name!r} must be an integer, got {value!r}")
             if (lo is not None and value < lo) or (hi is not None and value > hi):
                 raise ValueError(f"setting {f.name!r} = {value} is outside [{lo}, {hi}] {f.metadata['unit']}")
         if self.dtype not in ("float32", "float64"):

@@ -72,8 +72,8 @@ class _Crossbar:
     n_out: int
     n_in: int
     w_max: float
-    g_unit_s: float
-    dg_nom_s: float
+    g_unit_s: float  # conductance difference [S] worth a weight of 1
+    g_range_s: float  # calibrated conductance range [S] of a pair, worth w_max
     g_p: np.ndarray  # (2, n_out, n_in+1) parallel conductance of + and − cells
     g_ap: np.ndarray  # (2, n_out, n_in+1) antiparallel conductance at the read bias
     floor: np.ndarray  # (2, …) lowest reachable conductance (G_AP, or the stuck value)
@@ -146,14 +146,16 @@ class CrossbarNetwork:
         seed: int,
         w_max: Sequence[float] | None = None,
     ) -> None:
-        if len(sizes) < 2 or any(int(n) < 1 for n in sizes):
-            raise ValueError(f"sizes must list at least two positive layer sizes, got {list(sizes)}")
+        if len(sizes) < 2 or any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 for n in sizes):
+            raise ValueError(f"sizes must list at least two positive integer layer sizes, got {list(sizes)}")
         self.sizes = tuple(int(n) for n in sizes)
         self.n_crossbars = len(self.sizes) - 1
         if w_max is None:
             w_max = [default_w_max(n) for n in self.sizes[:-1]]
-        if len(w_max) != self.n_crossbars or any(not (w > 0) for w in w_max):
-            raise ValueError(f"w_max must hold {self.n_crossbars} positive values, got {list(w_max)}")
+        if len(w_max) != self.n_crossbars or any(
+            isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w < np.inf for w in w_max
+        ):
+            raise ValueError(f"w_max must hold {self.n_crossbars} positive finite numbers, got {list(w_max)}")
         self.w_max = tuple(float(w) for w in w_max)
         self.config = config
         self.seed = int(seed)
@@ -170,9 +172,6 @@ class CrossbarNetwork:
     def _fabricate(self, n_out: int, n_in: int, w_max: float, rng: np.random.Generator) -> _Crossbar:
         c = self.config
         shape = (2, n_out, n_in + 1)
-        g_p_nom = 1.0 / c.r_p_ohm
-        g_ap_nom = float(mtj.g_ap_s(g_p_nom, c.tmr0, c.v_read_v, c.v_h_v))
-        dg_nom = g_p_nom - g_ap_nom
         r_p = c.r_p_ohm * np.maximum(1.0 + c.r_p_dtod * rng.standard_normal(shape), 0.1)
         tmr0 = c.tmr0 * np.maximum(1.0 + c.tmr_dtod * rng.standard_normal(shape), 0.0)
         g_p = 1.0 / r_p
@@ -184,12 +183,13 @@ class CrossbarNetwork:
         stuck_value = np.where(stuck == STUCK_P, g_p, g_ap)
         floor = np.where(stuck == FREE, g_ap, stuck_value)
         ceil = np.where(stuck == FREE, g_p, stuck_value)
+        g_range = self._calibrated_range_s(g_p, g_ap, stuck)
         xb = _Crossbar(
             n_out=n_out,
             n_in=n_in,
             w_max=w_max,
-            g_unit_s=dg_nom / w_max,
-            dg_nom_s=dg_nom,
+            g_unit_s=g_range / w_max,
+            g_range_s=g_range,
             g_p=g_p,
             g_ap=g_ap,
             floor=floor,
@@ -204,6 +204,23 @@ class CrossbarNetwork:
         )
         xb.refresh(self.dtype, c.bias_nonlinearity)
         return xb
+
+    def _calibrated_range_s(self, g_p: np.ndarray, g_ap: np.ndarray, stuck: np.ndarray) -> float:
+        """Conductance difference [S] worth ``w_max``: what all but 0.1 % of the free pairs can reach.
+
+        A pair reaches ``+w_max`` if ``G_P⁺ − G_AP⁻ ≥ w_max·G_unit`` (and symmetrically for
+        ``−w_max``). Taking the nominal cell's range instead would leave the top levels out of
+        reach of about half the pairs under the device-to-device spread; a calibration at
+        fabrication picks the range the chip can actually deliver (the nominal one when there is
+        no spread).
+        """
+        c = self.config
+        nominal = 1.0 / c.r_p_ohm - float(mtj.g_ap_s(1.0 / c.r_p_ohm, c.tmr0, c.v_read_v, c.v_h_v))
+        free = (stuck[0] == FREE) & (stuck[1] == FREE)
+        reach = np.minimum(g_p[0] - g_ap[1], g_p[1] - g_ap[0])[free]
+        if reach.size == 0 or (c.r_p_dtod == 0 and c.tmr_dtod == 0):
+            return nominal
+        return float(min(nominal, np.quantile(reach, 0.001)))
 
     # ------------------------------------------------------------------ reads
     def _bias_term(self, v: np.ndarray) -> np.ndarray:
@@ -348,22 +365,23 @@ class CrossbarNetwork:
     def read_weights(self) -> tuple[dict[str, np.ndarray], dict]:
         """Measure the programmed state: effective weights and biases at the read bias.
 
-        A weight read integrates long enough (verify-grade) that read noise is negligible.
+        Each cell is measured by the bench for ``t_cell_read_s``, long enough that read noise
+        averages out (what a verify read does); the chip is biased at the read voltage meanwhile.
         """
         c = self.config
+        cells = sum(xb.g.size for xb in self._xbars)
+        g_total = sum(float(xb.g.sum()) for xb in self._xbars)
+        device_time = cells * c.t_cell_read_s
+        report = self._report(device_time, 0, {"read": g_total * c.v_read_v**2 * c.t_cell_read_s})
+        return self._weights(), report
+
+    def _weights(self) -> dict[str, np.ndarray]:
+        """Copies of the effective weights and biases (what a weight read measures)."""
         out: dict[str, np.ndarray] = {}
-        cells = 0
         for k, xb in enumerate(self._xbars):
             out[f"W{k}"] = xb.w.copy()
             out[f"b{k}"] = xb.b.copy()
-            cells += xb.target.size
-        device_time = cells * 2 * c.t_read_s
-        return out, self._report(device_time, 0, {"read": self._weight_read_energy_j()})
-
-    def _weight_read_energy_j(self) -> float:
-        c = self.config
-        total = sum(float(xb.g.sum()) for xb in self._xbars)
-        return total * c.v_read_v**2 * c.t_read_s
+        return out
 
     def targets(self) -> dict[str, np.ndarray]:
         """The grid targets last programmed (NaN where never written): the controller's record."""
@@ -438,30 +456,31 @@ class CrossbarNetwork:
 
     def _write_all(self, new_targets: Mapping[int, np.ndarray], names: Sequence[str]) -> tuple[dict, dict]:
         c = self.config
-        written = failures = pulses = 0
-        energy = 0.0
+        written = failures = 0
+        e_write = e_verify = 0.0
         failed: dict[str, np.ndarray] = {}
         for k, full in new_targets.items():
             xb = self._xbars[k]
             flat, old = full.ravel(), xb.target.ravel()
             changed = np.flatnonzero(~np.isnan(flat) & ~(flat == old))  # never-written (NaN) old counts as changed
-            fail_idx, e = self._write_cells(xb, changed, flat[changed])
+            fail_idx, e_w, e_v = self._write_cells(xb, changed, flat[changed])
             xb.target = full
             written += changed.size
             failures += fail_idx.size
-            energy += e
+            e_write += e_w
+            e_verify += e_v
             rows, cols = np.unravel_index(fail_idx, full.shape)
             weight_part = cols < xb.n_in
             failed[f"W{k}"] = np.ravel_multi_index((rows[weight_part], cols[weight_part]), (xb.n_out, xb.n_in))
             failed[f"b{k}"] = rows[~weight_part]
         pulses = written * 2 * c.pulses_per_write
         device_time = pulses * (c.t_pulse_s + c.t_read_s)
-        weights, _ = self.read_weights()
+        weights = self._weights()
         achieved = {name: weights[name] for name in names}
         report = self._report(
             device_time,
             0,
-            {"write": energy},
+            {"write": e_write, "verify": e_verify},
             pairs_written=int(written),
             pulses=int(pulses),
             failures=int(failures),
@@ -470,11 +489,14 @@ class CrossbarNetwork:
         report["instrument_time_s"] += pulses * c.t_write_verify_s
         return achieved, report
 
-    def _write_cells(self, xb: _Crossbar, idx: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, float]:
-        """Write the pairs at flat indices ``idx`` to weights ``w``; returns failed indices and energy [J]."""
+    def _write_cells(self, xb: _Crossbar, idx: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, float, float]:
+        """Write the pairs at flat indices ``idx`` to weights ``w``.
+
+        Returns the failed indices and the energies [J] of the write pulses and of the verify reads.
+        """
         c = self.config
         if idx.size == 0:
-            return idx, 0.0
+            return idx, 0.0, 0.0
         floor_p, floor_m = xb.floor[0].ravel()[idx], xb.floor[1].ravel()[idx]
         ceil_p, ceil_m = xb.ceil[0].ravel()[idx], xb.ceil[1].ravel()[idx]
         dg = w * xb.g_unit_s
@@ -482,15 +504,24 @@ class CrossbarNetwork:
         gt_m = gt_p - dg
         fail = (gt_p > ceil_p * (1 + 1e-12)) | (gt_m > ceil_m * (1 + 1e-12))
         if c.prog_std > 0:
-            err = c.prog_std * xb.dg_nom_s * self._rng.standard_normal(idx.size)
+            err = c.prog_std * xb.g_range_s * self._rng.standard_normal(idx.size)
             plus_active = (gt_p - floor_p) >= (gt_m - floor_m)
             gt_p = gt_p + np.where(plus_active, err, 0.0)
             gt_m = gt_m + np.where(plus_active, 0.0, err)
         g_p = np.clip(gt_p, floor_p, ceil_p)
         g_m = np.clip(gt_m, floor_m, ceil_m)
         xb.set_cells(idx, g_p, g_m)
-        energy = c.pulses_per_write * c.v_write_v**2 * c.t_pulse_s * float(g_p.sum() + g_m.sum())
-        return idx[fail], energy
+        g_sum = float(g_p.sum() + g_m.sum())
+        # under the write bias the antiparallel share of each cell conducts more (TMR falls with V)
+        cells_g_p, cells_g_ap = xb.g_p.reshape(2, -1)[:, idx], xb.g_ap.reshape(2, -1)[:, idx]
+        span = cells_g_p - cells_g_ap
+        g_new = np.stack([g_p, g_m])
+        ap = np.divide(cells_g_p - g_new, span, out=np.zeros_like(span), where=span > 0) * cells_g_ap
+        boost = float(mtj.ap_bias_factor(np.array(c.v_write_v), c.v_read_v, c.tmr0, c.v_h_v)) - 1.0
+        g_write_sum = g_sum + boost * float(ap.sum())
+        write = c.pulses_per_write * c.v_write_v**2 * c.t_pulse_s * g_write_sum
+        verify = c.pulses_per_write * c.v_read_v**2 * c.t_read_s * g_sum  # a verify read after each pulse
+        return idx[fail], write, verify
 
     # ------------------------------------------------------------------ description
     def describe(self) -> dict[str, Any]:

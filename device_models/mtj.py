@@ -28,8 +28,9 @@ def ap_bias_factor(v_v: np.ndarray, v_ref_v: float, tmr0: float, v_h_v: float) -
     """``G_AP(V)/G_AP(V_ref)`` = ``(1 + TMR(V_ref)) / (1 + TMR(V))`` for the nominal ``TMR₀``.
 
     The shape of the bias dependence is taken from the nominal junction; the device-to-device
-    spread of ``TMR₀`` enters the conductances at the reference (read) bias. The error of this
-    factorisation is second order in ``tmr_dtod`` and keeps the nonlinear read to two matrix
-    products instead of one per cell and sample.
+    spread of ``TMR₀`` enters the conductances at the reference (read) bias. This neglects the
+    spread of the *shape*: an error proportional to ``tmr_dtod`` times the (small) bias
+    correction, in exchange for a nonlinear read of two matrix products instead of one per
+    cell and sample.
     """
     return (1.0 + tmr(v_ref_v, tmr0, v_h_v)) / (1.0 + tmr(v_v, tmr0, v_h_v))

@@ -9,7 +9,9 @@ A network neuron is an STNO whose bias current is set by the crossbar current it
 after a few relaxation times ``1/(2Γ_G(ζ−1))`` its power sits at ``p₀(ζ)``, a saturating,
 rectifying function of its input — the activation of the network (DESIGN.md §4, §7).
 
-Here the crossbar pre-activation ``h`` (in weight units) maps linearly onto the current,
+Here the crossbar pre-activation ``h`` (in weight units) maps linearly onto the current — through
+a per-neuron current amplifier, implied and not modelled (nor counted in the energy), since a
+crossbar delivers tens of µA where an STNO needs mA —
 ``ζ = 1 + h (ζ_max − 1)``, limited to the safe-operating ``ζ ≤ ζ_max``; the measured
 activation is ``p₀(ζ)/p₀(ζ_max)`` so that it spans ``[0, 1]``.
 """

@@ -12,6 +12,7 @@ Problem tree (status in brackets)::
     Problem
     ├── MalformedBody [400]        body cannot be decoded
     ├── NotFound [404]             unknown device, layer, array or lease
+    ├── MethodNotAllowed [405]     a path without that method (with Allow)
     ├── LeaseConflict [409]        leased by someone else, or a stale lease token
     ├── PayloadTooLarge [413]      body over the configured limit
     ├── UnsupportedMediaType [415] content type not supported
@@ -173,7 +174,8 @@ def install_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             problem: Problem = NotFound(f"no route {request.method} {request.url.path}", field="path")
         elif exc.status_code == 405:
-            problem = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}", field="method")
+            problem = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}", field="method",
+                                       headers=dict(exc.headers or {}))
         else:
             problem = Problem(str(exc.detail))
             problem.status = exc.status_code

@@ -41,6 +41,8 @@ def to_array(value: Any) -> np.ndarray:
     """Accept an array from either codec; refuse what no device should see."""
     if isinstance(value, np.ndarray):
         a = value
+        if a.dtype.kind != "f" or a.dtype.itemsize not in (4, 8):
+            raise ValueError(f"dtype {a.dtype} is not accepted; send float32 or float64 arrays")
     elif isinstance(value, (list, int, float)) and not isinstance(value, bool):
         try:
             a = np.asarray(value)  # JSON numbers become int64/float64; strings, bools, nulls do not
@@ -75,7 +77,7 @@ class ForwardRequest(_Body):
 
     x: Array = Field(description="inputs (batch, n_in of the first layer applied), in units of the read bias")
     layers: list[int] | None = Field(
-        None, description="crossbars to apply, consecutive (e.g. [1] for one layer); all when omitted"
+        None, max_length=64, description="crossbars to apply, consecutive (e.g. [1] for one layer); all when omitted"
     )
 
 
@@ -86,20 +88,21 @@ class RelaxRequest(_Body):
     beta: float = Field(0.0, description="nudging strength (0: free phase)")
     target: Array | None = Field(None, description="output target (batch, n_N); required when beta != 0")
     steps: int = Field(20, ge=1, le=2**31, description="synchronous updates to run (the device declares its limit)")
-    init: list[Array] | None = Field(None, description="initial state, one (batch, n_k) array per neuron layer")
+    init: list[Array] | None = Field(None, max_length=64,
+                                     description="initial state, one (batch, n_k) array per neuron layer")
 
 
 class ProgramRequest(_Body):
     """Absolute write of weight arrays by name (W0, b0, W1, …)."""
 
-    weights: dict[str, Array] = Field(description="target weights by array name")
+    weights: dict[str, Array] = Field(max_length=128, description="target weights by array name")
     return_achieved: bool = Field(True, description="answer the achieved weights (false: report only)")
 
 
 class UpdateRequest(_Body):
     """Incremental write: change weight arrays by the given deltas."""
 
-    deltas: dict[str, Array] = Field(description="weight changes by array name")
+    deltas: dict[str, Array] = Field(max_length=128, description="weight changes by array name")
     return_achieved: bool = Field(True, description="answer the achieved weights (false: report only)")
 
 

@@ -40,8 +40,8 @@ class Settings(BaseSettings):
             scale = float(value)
         except ValueError:
             raise ValueError("latency must be 'virtual', 'real' or a non-negative scale factor") from None
-        if not scale >= 0:
-            raise ValueError("latency scale factor must be non-negative")
+        if not 0 <= scale < float("inf"):
+            raise ValueError("latency scale factor must be a finite, non-negative number")
         return value
 
     @property

@@ -26,12 +26,14 @@ def enforce(limits: dict[str, dict[str, Any]], name: str, value: Any, field: str
     arr = np.asarray(value)
     if arr.size == 0:
         return value
-    low_bad = lo is not None and float(arr.min()) < lo
-    high_bad = hi is not None and float(arr.max()) > hi
+    # compare in the value's own precision: float32(1/7) > 1/7, yet it is the float32 clip at 1/7
+    cast = arr.dtype.type if arr.dtype.kind == "f" else float
+    low_bad = lo is not None and arr.min() < cast(lo)
+    high_bad = hi is not None and arr.max() > cast(hi)
     if not (low_bad or high_bad):
         return value
     if spec.get("policy", "reject") == "clip":
-        out = np.clip(arr, lo, hi)
+        out = np.clip(arr, cast(lo), cast(hi))
         if clipped is not None:
             clipped[field] = int(np.count_nonzero(out != arr))
         return out if isinstance(value, np.ndarray) else out.item()

@@ -103,6 +103,17 @@ CASES = [
      MSGPACK, 400, "body"),
     ("a call too long for the instrument", "POST", f"/v1/devices/{DEVICE}/relax",
      mp({"x": f32(np.zeros((128, N_IN))), "steps": 100_000}), MSGPACK, 422, "steps"),
+    ("valid array beside one beyond range", "PUT", f"/v1/devices/{DEVICE}/weights",
+     mp({"weights": {"W1": f32(np.full((N_OUT, N_HID), 0.01)), "b1": f32(np.full(N_OUT, 9.0))}}), MSGPACK, 422,
+     "weights.b1"),
+    ("valid array beside a misshapen one", "PUT", f"/v1/devices/{DEVICE}/weights",
+     mp({"weights": {"b1": f32(np.full(N_OUT, 0.01)), "W1": f32(np.zeros((3, 3)))}}), MSGPACK, 422, "weights.W1"),
+    ("valid delta beside an unknown array", "POST", f"/v1/devices/{DEVICE}/weights:update",
+     mp({"deltas": {"b1": f32(np.full(N_OUT, 0.05)), "W9": f32(np.zeros((2, 2)))}}), MSGPACK, 404, "deltas.W9"),
+    ("int8 binary array", "POST", f"/v1/devices/{DEVICE}/forward", mp({"x": raw_array("|i1", (2, N_IN))}), MSGPACK,
+     422, "x"),
+    ("batch over the per-call limit", "POST", f"/v1/devices/{DEVICE}/forward", mp({"x": f32(np.zeros((8193, N_IN)))}),
+     MSGPACK, 422, "x"),
     ("unsupported content type", "PUT", f"/v1/devices/{DEVICE}/weights", b"W0=1", {"Content-Type": "text/plain"}, 415,
      "Content-Type"),
 ]
@@ -130,10 +141,15 @@ def test_lease_problems_change_nothing(held, server_url):
     # no lease token at all
     r = httpx.put(url, content=body, headers=MSGPACK)
     assert r.status_code == 428 and r.json()["field"] == "X-Lease-Token"
-    # another device's lease
+    # another device's lease, on every operation that touches the device
+    operations = [("PUT", "weights", body), ("POST", "weights:update", mp({"deltas": {"b1": f32(np.full(N_OUT, 0.1))}})),
+                  ("POST", "forward", mp({"x": f32(GOOD_X)})), ("POST", "relax", mp({"x": f32(GOOD_X)})),
+                  ("GET", "weights", None)]
     with client.lease("crossbar-digits-ideal") as other:
-        r = httpx.put(url, content=body, headers={**MSGPACK, "X-Lease-Token": other.token})
-        assert r.status_code == 409 and r.json()["field"] == "X-Lease-Token"
+        for method, op, op_body in operations:
+            r = httpx.request(method, f"{server_url}/v1/devices/{DEVICE}/{op}", content=op_body,
+                              headers={**MSGPACK, "X-Lease-Token": other.token})
+            assert r.status_code == 409 and r.json()["field"] == "X-Lease-Token", (op, r.text)
         stale_token = other.token
     # a released (stale) lease of that other device, used on it
     r = httpx.put(f"{server_url}/v1/devices/crossbar-digits-ideal/weights", content=body,

@@ -49,6 +49,13 @@ def test_presets_and_settings_are_checked():
         CrossbarConfig(prog_std=-0.1)
     with pytest.raises(ValueError, match="unknown setting"):
         DEFAULT_V1.with_overrides({"warp": 9})
+    for bad in ({"prog_std": True}, {"r_p_ohm": False}, {"levels": 2.5}, {"bias_nonlinearity": 1},
+                {"tmr0": float("inf")}):
+        with pytest.raises(ValueError):
+            DEFAULT_V1.with_overrides(bad)
+    for w_max in ([float("inf"), 1.0], [0.0, 1.0], [True, 1.0]):
+        with pytest.raises(ValueError, match="w_max"):
+            CrossbarNetwork([3, 2, 2], DEFAULT_V1, seed=0, w_max=w_max)
     with pytest.raises(KeyError):
         get_preset("perfect")
 
@@ -85,3 +92,13 @@ def test_update_leaves_arrays_it_was_not_given_alone():
         net.update({"W01": np.zeros((2, 4))})
     with pytest.raises(KeyError):
         net.program({"W\u00b9": np.zeros((2, 4))})
+
+
+def test_the_full_weight_range_is_reachable_despite_the_spread():
+    """The calibrated range lets all but ~0.1 % of the pairs reach ±w_max under default-v1."""
+    net = CrossbarNetwork([400, 250], DEFAULT_V1.with_overrides({"stuck_fraction": 0.0}), seed=4)
+    for sign in (1.0, -1.0):
+        _, report = net.program({"W0": np.full((250, 400), sign * net.w_max[0])})
+        assert report["failures"] < 0.003 * 250 * 400
+    spread = CrossbarNetwork([400, 250], IDEAL, seed=4)
+    assert spread._xbars[0].g_range_s > net._xbars[0].g_range_s  # no spread: the nominal range

@@ -147,3 +147,15 @@ def test_time_and_energy_scale_with_batch_and_steps(client: DeviceClient, rng):
     assert fwd2["device_time_s"] == pytest.approx(2 * fwd1["device_time_s"], rel=1e-12)
     assert fwd2["energy_j"] == pytest.approx(2 * fwd1["energy_j"], rel=1e-9)
     assert base["instrument_time_s"] > base["device_time_s"] > 0
+
+
+def test_float32_weights_clipped_at_the_range_edge_are_accepted(client: DeviceClient):
+    """w_max = 1/7 on crossbar-mnist is not a float32 number: the float32 clip at it must pass the limit."""
+    info = client.describe("crossbar-mnist")
+    w_max = info["topology"]["w_max"][0]
+    assert float(np.float32(w_max)) > w_max  # the case this test is about
+    edge = np.clip(np.full((512, 784), 1.0, dtype=np.float32), -w_max, w_max)
+    edge[::2] *= -1
+    with client.lease("crossbar-mnist") as dev:
+        report = dev.program({"W0": edge}, return_achieved=False)["report"]
+    assert report["pairs_written"] > 0 and report["failures"] < 0.01 * edge.size

@@ -30,6 +30,26 @@ from trainer_client.training import train_ep
 DEMO_DEFAULTS = {"epochs": 30, "batch_size": 32, "beta": 0.5, "t1": 30, "t2": 10, "lrs": [0.1, 0.05], "seed": 0}
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
 def _floats(text: str) -> list[float]:
     try:
         return [float(v) for v in text.split(",")]
@@ -49,11 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--ideal", action="store_true", help="use the ideal device (every non-ideality off)")
     demo.add_argument("--device", help="device id (default crossbar-digits, or crossbar-digits-ideal with --ideal)")
     demo.add_argument("--lab", type=Path, help="lab file for the embedded server (ignored with --url)")
-    demo.add_argument("--epochs", type=int, default=DEMO_DEFAULTS["epochs"])
-    demo.add_argument("--batch-size", type=int, default=DEMO_DEFAULTS["batch_size"])
-    demo.add_argument("--beta", type=float, default=DEMO_DEFAULTS["beta"])
-    demo.add_argument("--t1", type=int, default=DEMO_DEFAULTS["t1"], help="free-phase steps")
-    demo.add_argument("--t2", type=int, default=DEMO_DEFAULTS["t2"], help="nudged-phase steps")
+    demo.add_argument("--epochs", type=_positive_int, default=DEMO_DEFAULTS["epochs"])
+    demo.add_argument("--batch-size", type=_positive_int, default=DEMO_DEFAULTS["batch_size"])
+    demo.add_argument("--beta", type=_positive_float, default=DEMO_DEFAULTS["beta"], help="nudging strength β")
+    demo.add_argument("--t1", type=_positive_int, default=DEMO_DEFAULTS["t1"], help="free-phase steps")
+    demo.add_argument("--t2", type=_positive_int, default=DEMO_DEFAULTS["t2"], help="nudged-phase steps")
     demo.add_argument("--nudging", choices=NUDGING, default="symmetric")
     demo.add_argument("--lr", type=_floats, default=DEMO_DEFAULTS["lrs"], help="per-layer learning rates, e.g. 0.1,0.05")
     demo.add_argument("--seed", type=int, default=DEMO_DEFAULTS["seed"])

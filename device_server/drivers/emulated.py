@@ -18,6 +18,8 @@ from device_server.drivers.base import Driver, InvalidArgument, OpResult, Unknow
 MAX_RELAX_STEPS = 100_000
 #: Largest work of one call, in sample × update: a call holds the instrument, so it must end.
 MAX_SAMPLE_UPDATES = 5_000_000
+#: Largest batch of one call: bounds the memory of an answer (and of its JSON text).
+MAX_BATCH = 8192
 #: Largest |β| accepted (the nudge is an input current: beyond it the output neurons clip anyway).
 MAX_ABS_BETA = 100.0
 
@@ -67,6 +69,8 @@ class EmulatedCrossbar(Driver):
             "target": {"min": 0.0, "max": 1.0, "unit": "1", "policy": "reject", "doc": "output target"},
             "beta": {"min": -MAX_ABS_BETA, "max": MAX_ABS_BETA, "unit": "1", "policy": "reject"},
             "steps": {"min": 1, "max": MAX_RELAX_STEPS, "unit": "1", "policy": "reject"},
+            "batch": {"min": 1, "max": MAX_BATCH, "unit": "sample", "policy": "reject",
+                      "doc": "rows of x in one call (checked by the driver)"},
             "work": {"min": 1, "max": MAX_SAMPLE_UPDATES, "unit": "sample·update", "policy": "reject",
                      "doc": "batch × steps of a relax, batch × layers of a forward (checked by the driver)"},
         }
@@ -146,6 +150,8 @@ class EmulatedCrossbar(Driver):
     def _check_batch(self, field: str, a: np.ndarray, width: int, batch: int | None = None) -> int:
         if a.ndim != 2 or a.shape[1] != width or a.shape[0] < 1:
             raise InvalidArgument(field, f"expected shape (batch, {width}), got {tuple(a.shape)}")
+        if a.shape[0] > MAX_BATCH:
+            raise InvalidArgument(field, f"batch of {a.shape[0]} exceeds the {MAX_BATCH} one call may take; split it")
         if batch is not None and a.shape[0] != batch:
             raise InvalidArgument(field, f"batch size {a.shape[0]} differs from x's {batch}")
         return a.shape[0]

@@ -78,7 +78,7 @@ async def run_operation(
     ctx.leases.check(device_id, token)
     payload = await run_in_threadpool(parse, model, body, media) if model is not None else None
     clipped: dict[str, int] = {}
-    call = prepare(payload, driver.limits(), clipped)
+    call = await run_in_threadpool(prepare, payload, driver.limits(), clipped)
     fingerprint = hashlib.sha256(operation.encode() + b"\0" + body).hexdigest() if idempotency_key else ""
 
     async with ctx.lock(device_id):
