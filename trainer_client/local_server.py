@@ -33,18 +33,20 @@ class LocalServer:
         self.startup_timeout_s = startup_timeout_s
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
+        self._log = None
         self.url = ""
         self.health: dict = {}
 
     def start(self) -> str:
         port = free_port()
         cmd = [sys.executable, "-m", "device_server", "--host", "127.0.0.1", "--port", str(port),
-               "--latency", self.latency, "--log-level", "warning", *self.extra_args]
+               "--latency", self.latency, "--log-level", "info", *self.extra_args]
         if self.lab is not None:
             cmd += ["--lab", str(self.lab)]
-        log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
+        self._log = open(self.log_path, "wb") if self.log_path else None  # noqa: SIM115 (closed in stop)
+        out = self._log if self._log is not None else subprocess.DEVNULL
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT if self.log_path else log, env=env)
+        self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
         self.url = f"http://127.0.0.1:{port}"
         with DeviceClient(self.url, retries=0) as client:
             try:
@@ -64,6 +66,9 @@ class LocalServer:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def __enter__(self) -> str:
         return self.start()
