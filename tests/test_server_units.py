@@ -36,3 +36,10 @@ def test_accept_chooses_the_encoding(app_client: TestClient, accept: str, media:
     assert r.status_code == 200 and r.headers["content-type"].startswith(media)
     weights = codec.decode(r.content, r.headers["content-type"])["weights"]
     assert np.asarray(weights["W0"]).shape == (256, 64)
+
+
+def test_unknown_routes_and_methods_are_problems(app_client: TestClient):
+    r = app_client.get("/v1/nowhere")
+    assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
+    r = app_client.delete("/v1/health")
+    assert r.status_code == 405 and r.json()["field"] == "method" and "GET" in r.headers["allow"]
