@@ -65,6 +65,16 @@ def weight_names(n_crossbars: int) -> list[str]:
     return [f"{p}{k}" for k in range(n_crossbars) for p in ("W", "b")]
 
 
+def ap_share_s(g_p: np.ndarray, g_ap: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Antiparallel share [S] of cells at conductance ``g`` between their ``g_ap`` and ``g_p``.
+
+    A multi-level cell at fraction ``f`` of its range is ``f`` parallel and ``1 − f`` antiparallel;
+    only the latter depends on the bias through ``TMR(V)``.
+    """
+    span = g_p - g_ap
+    return np.divide(g_p - g, span, out=np.zeros_like(span), where=span > 0) * g_ap
+
+
 @dataclass
 class _Crossbar:
     """State of one crossbar: per-cell fabrication draws and the programmed conductances [S]."""
@@ -92,17 +102,18 @@ class _Crossbar:
         self.w = np.ascontiguousarray(full[:, : self.n_in], dtype=dtype)
         self.b = np.ascontiguousarray(full[:, self.n_in], dtype=dtype)
         if nonlinear:
-            span = self.g_p - self.g_ap
-            frac_ap = np.divide(self.g_p - self.g, span, out=np.zeros_like(span), where=span > 0)
-            ap = frac_ap * self.g_ap
+            ap = ap_share_s(self.g_p, self.g_ap, self.g)
             self.w_ap = np.ascontiguousarray((ap[0] - ap[1])[:, : self.n_in] / self.g_unit_s, dtype=dtype)
         total = self.g[0] + self.g[1]
         self.col_g_sum = total.sum(axis=0)
         self.row_g_sum = total[:, : self.n_in].sum(axis=1)
 
-    def set_cells(self, idx: np.ndarray, g_plus: np.ndarray, g_minus: np.ndarray) -> None:
+    def set_cells(self, idx: np.ndarray, g_plus: np.ndarray, g_minus: np.ndarray) -> np.ndarray:
         """Store new conductances of the pairs at flat indices ``idx`` and update the derived
-        matrices there only (a training step rewrites few cells of a large array)."""
+        matrices there only (a training step rewrites few cells of a large array).
+
+        Returns the antiparallel share [S] of the new cells, shape ``(2, idx.size)``.
+        """
         g_flat = self.g.reshape(2, -1)
         old_total = g_flat[0, idx] + g_flat[1, idx]
         g_flat[0, idx] = g_plus
@@ -112,15 +123,14 @@ class _Crossbar:
         weight = (g_plus - g_minus) / self.g_unit_s
         self.w[rows[in_w], cols[in_w]] = weight[in_w]
         self.b[rows[~in_w]] = weight[~in_w]
+        ap = ap_share_s(self.g_p.reshape(2, -1)[:, idx], self.g_ap.reshape(2, -1)[:, idx],
+                        np.stack([g_plus, g_minus]))
         if self.w_ap is not None:
-            g_p, g_ap = self.g_p.reshape(2, -1)[:, idx], self.g_ap.reshape(2, -1)[:, idx]
-            span = g_p - g_ap
-            frac_ap = np.divide(g_p - np.stack([g_plus, g_minus]), span, out=np.zeros_like(span), where=span > 0)
-            ap = frac_ap * g_ap
             self.w_ap[rows[in_w], cols[in_w]] = ((ap[0] - ap[1]) / self.g_unit_s)[in_w]
         delta = g_plus + g_minus - old_total
         self.col_g_sum += np.bincount(cols, weights=delta, minlength=self.n_in + 1)
         self.row_g_sum += np.bincount(rows[in_w], weights=delta[in_w], minlength=self.n_out)
+        return ap
 
 
 class CrossbarNetwork:
@@ -510,13 +520,9 @@ class CrossbarNetwork:
             gt_m = gt_m + np.where(plus_active, 0.0, err)
         g_p = np.clip(gt_p, floor_p, ceil_p)
         g_m = np.clip(gt_m, floor_m, ceil_m)
-        xb.set_cells(idx, g_p, g_m)
+        ap = xb.set_cells(idx, g_p, g_m)
         g_sum = float(g_p.sum() + g_m.sum())
         # under the write bias the antiparallel share of each cell conducts more (TMR falls with V)
-        cells_g_p, cells_g_ap = xb.g_p.reshape(2, -1)[:, idx], xb.g_ap.reshape(2, -1)[:, idx]
-        span = cells_g_p - cells_g_ap
-        g_new = np.stack([g_p, g_m])
-        ap = np.divide(cells_g_p - g_new, span, out=np.zeros_like(span), where=span > 0) * cells_g_ap
         boost = float(mtj.ap_bias_factor(np.array(c.v_write_v), c.v_read_v, c.tmr0, c.v_h_v)) - 1.0
         g_write_sum = g_sum + boost * float(ap.sum())
         write = c.pulses_per_write * c.v_write_v**2 * c.t_pulse_s * g_write_sum

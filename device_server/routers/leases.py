@@ -34,7 +34,7 @@ async def take_lease(device_id: str, request: Request, ctx: Ctx, idempotency_key
     body = await read_body(request, ctx.settings.max_body_bytes)
     p = parse(LeaseRequest, body, media)
     ttl = min(p.ttl_s or ctx.settings.lease_ttl_s, ctx.settings.max_lease_ttl_s)
-    fingerprint = ctx.idempotency.fingerprint(body)
+    fingerprint = ctx.idempotency.fingerprint(body) if idempotency_key else ""
     if idempotency_key:
         # a retried take (its answer was lost) gets the lease it already holds, not a 409
         stored = ctx.idempotency.lookup(device_id, "lease", idempotency_key, fingerprint)

@@ -9,7 +9,6 @@ provenance to the driver's report, and paces the answer in ``real`` latency mode
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -79,7 +78,7 @@ async def run_operation(
     payload = await run_in_threadpool(parse, model, body, media) if model is not None else None
     clipped: dict[str, int] = {}
     call = await run_in_threadpool(prepare, payload, driver.limits(), clipped)
-    fingerprint = hashlib.sha256(operation.encode() + b"\0" + body).hexdigest() if idempotency_key else ""
+    fingerprint = ctx.idempotency.fingerprint(body) if idempotency_key else ""  # keyed by operation already
 
     async with ctx.lock(device_id):
         lease = ctx.leases.check(device_id, token)  # again: the lease may have lapsed while we waited
