@@ -11,6 +11,8 @@ Problem tree (status in brackets)::
 
     Problem
     ├── MalformedBody [400]        body cannot be decoded
+    ├── Unauthorized [401]         no API key, or an unknown, revoked or expired one
+    ├── Forbidden [403]            a known key whose role lacks the scope
     ├── NotFound [404]             unknown device, layer, array or lease
     ├── MethodNotAllowed [405]     a path without that method (with Allow)
     ├── LeaseConflict [409]        leased by someone else, or a stale lease token
@@ -18,6 +20,7 @@ Problem tree (status in brackets)::
     ├── UnsupportedMediaType [415] content type not supported
     ├── InvalidInput [422]         shape, dtype, NaN/Inf, beyond a safe-operating limit, unknown field
     ├── LeaseRequired [428]        operation sent without a lease token
+    ├── QuotaExceeded [429]        the key's device-seconds quota is spent
     └── DeviceUnavailable [503]    device faulted or offline (with Retry-After)
 """
 
@@ -84,6 +87,14 @@ class MalformedBody(Problem):
     status, slug, title = 400, "malformed-body", "Malformed body"
 
 
+class Unauthorized(Problem):
+    status, slug, title = 401, "unauthorized", "Unauthorized"
+
+
+class Forbidden(Problem):
+    status, slug, title = 403, "forbidden", "Forbidden"
+
+
 class NotFound(Problem):
     status, slug, title = 404, "not-found", "Not found"
 
@@ -112,6 +123,10 @@ class LeaseRequired(Problem):
     status, slug, title = 428, "lease-required", "Lease required"
 
 
+class QuotaExceeded(Problem):
+    status, slug, title = 429, "quota-exceeded", "Quota exceeded"
+
+
 class DeviceUnavailable(Problem):
     status, slug, title = 503, "device-unavailable", "Device unavailable"
 
@@ -130,6 +145,7 @@ def from_driver_error(exc: DriverError) -> Problem:
 
 def problem_response(request: Request, problem: Problem) -> JSONResponse:
     request_id = getattr(request.state, "request_id", None)
+    request.state.problem_detail = problem.detail  # for the audit record
     return JSONResponse(
         problem.body(instance=request.url.path, request_id=request_id),
         status_code=problem.status,

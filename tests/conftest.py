@@ -63,7 +63,7 @@ def write_lab(path: Path, devices: list[dict]) -> Path:
 @pytest.fixture
 def app_client() -> Iterator[TestClient]:
     """The default-lab app in-process, for fast HTTP-layer tests."""
-    with TestClient(create_app(Settings())) as tc:
+    with TestClient(create_app(Settings(open=True, ephemeral=True))) as tc:
         yield tc
 
 

@@ -26,7 +26,8 @@ class LocalServer:
     """``with LocalServer() as url:`` — a ``hil-server`` process on loopback, stopped on exit."""
 
     def __init__(self, lab: Path | None = None, latency: str = "virtual", extra_args: list[str] | None = None,
-                 startup_timeout_s: float = 60.0, log_path: Path | None = None) -> None:
+                 startup_timeout_s: float = 60.0, log_path: Path | None = None, state_dir: Path | None = None,
+                 port: int | None = None) -> None:
         self.lab = lab
         self.latency = latency
         self.extra_args = extra_args or []
@@ -36,11 +37,17 @@ class LocalServer:
         self._log = None
         self.url = ""
         self.health: dict = {}
+        self.state_dir = state_dir
+        self.port = port
+        # without a state directory: a private lab, open and forgotten at exit (the demo's);
+        # with one: keys required and state kept, as on a shared lab server
+        self.access_args = ["--open", "--ephemeral"] if state_dir is None else ["--state-dir", str(state_dir)]
 
     def start(self) -> str:
-        port = free_port()
+        port = self.port or free_port()
+        self.port = port
         cmd = [sys.executable, "-m", "device_server", "--host", "127.0.0.1", "--port", str(port),
-               "--latency", self.latency, "--log-level", "info", *self.extra_args]
+               "--latency", self.latency, "--log-level", "info", *self.access_args, *self.extra_args]
         if self.lab is not None:
             cmd += ["--lab", str(self.lab)]
         self._log = open(self.log_path, "wb") if self.log_path else None  # noqa: SIM115 (closed in stop)

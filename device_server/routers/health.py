@@ -26,7 +26,8 @@ async def health(ctx: Ctx) -> dict[str, Any]:
         "devices": len(ctx.lab.devices),
         "latency": ctx.settings.latency,
         "uptime_s": time.time() - ctx.started_at,
-        "auth": "open",
+        "auth": "open" if ctx.settings.open else "api-key",
+        "durable": ctx.store.durable,
     }
 
 

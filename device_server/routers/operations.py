@@ -13,16 +13,17 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from device_server.auth import Principal, authorize
 from device_server.body import check_content_type, encoded_off_loop, parse, read_body
 from device_server.context import ServerContext
 from device_server.deps import Ctx
 from device_server.drivers.base import Driver, OpResult
-from device_server.errors import LeaseRequired, NotFound
+from device_server.errors import InvalidInput, LeaseRequired, NotFound
 from device_server.openapi import body_doc, problem_responses, response_doc
 from device_server.schemas import (
     ForwardRequest,
@@ -46,6 +47,14 @@ IdempotencyKey = Annotated[
     str | None,
     Header(alias="Idempotency-Key", max_length=200, description="a retried key returns the first result, applied once"),
 ]
+Fencing = Annotated[
+    int | None,
+    Header(alias="X-Lease-Fencing", description="the lease's fencing number; a stale one is refused (409)"),
+]
+Operator = Annotated[Principal, Security(authorize, scopes=["operate:devices"])]
+Programmer = Annotated[Principal, Security(authorize, scopes=["program:devices"])]
+#: Operations that change the device's non-volatile state: durable before they are answered.
+WRITES = frozenset({"program", "update"})
 
 #: A prepared call: limits enforced, ready to run on the driver in a worker thread.
 Call = Callable[[Driver], OpResult]
@@ -60,6 +69,7 @@ async def run_operation(
     prepare: Callable[[Any, dict, dict], Call],
     model: type[BaseModel] | None = None,
     idempotency_key: str | None = None,
+    fencing: int | None = None,
 ) -> Response:
     driver = ctx.device(device_id)
     if operation not in driver.capabilities:
@@ -74,16 +84,25 @@ async def run_operation(
         body = await read_body(request, ctx.settings.max_body_bytes)
     if not token:
         raise LeaseRequired(f"{operation} touches the device: send the lease token in X-Lease-Token", field="X-Lease-Token")
-    ctx.leases.check(device_id, token)
+    ctx.leases.check(device_id, token, fencing)
     payload = await run_in_threadpool(parse, model, body, media) if model is not None else None
     clipped: dict[str, int] = {}
     call = await run_in_threadpool(prepare, payload, driver.limits(), clipped)
     fingerprint = ctx.idempotency.fingerprint(body) if idempotency_key else ""  # keyed by operation already
 
     async with ctx.lock(device_id):
-        lease = ctx.leases.check(device_id, token)  # again: the lease may have lapsed while we waited
+        lease = ctx.leases.check(device_id, token, fencing)  # again: the lease may have lapsed while we waited
+        request.state.audit = {"device_id": device_id, "lease_id": lease.lease_id, "fencing": lease.fencing,
+                               "action": operation}
         if idempotency_key:
             stored = ctx.idempotency.lookup(device_id, operation, idempotency_key, fingerprint)
+            if stored is None and operation in WRITES:  # answered before a restart?
+                try:
+                    stored = await run_in_threadpool(ctx.durable.recall, device_id, operation, idempotency_key,
+                                                     fingerprint)
+                except ValueError:
+                    raise InvalidInput(f"Idempotency-Key {idempotency_key!r} was already used for a different "
+                                       f"{operation} request", field="Idempotency-Key") from None
             if stored is not None:
                 return await encoded_off_loop(request, stored, headers={"Idempotent-Replayed": "true"})
         t0 = time.perf_counter()
@@ -105,6 +124,11 @@ async def run_operation(
         if clipped:
             report["clipped"] = clipped
         content = {**result.arrays, "report": report}
+        request.state.audit |= {"device_time_s": report["device_time_s"], "energy_j": report["energy_j"]}
+        if operation in WRITES:  # on disk before it is answered (device lock still held)
+            owner = getattr(request.state, "principal", None)
+            await run_in_threadpool(ctx.durable.persist_write, device_id, driver, operation, idempotency_key,
+                                    owner.key_id if owner else "", fingerprint, content)
         if idempotency_key:
             ctx.idempotency.store(device_id, operation, idempotency_key, fingerprint, content)
         m = ctx.metrics
@@ -123,21 +147,24 @@ def _op_doc(summary: str, request_model: type[BaseModel] | None, response_model:
     return {
         "summary": summary,
         "openapi_extra": extra,
-        "responses": {**response_doc(response_model), **problem_responses(400, 404, 409, 413, 415, 422, 428, 503)},
+        "responses": {**response_doc(response_model), **problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 428, 503)},
     }
 
 
 @router.post("/{device_id}/forward", **_op_doc("One feed-forward measurement", ForwardRequest, ForwardResponse))
-async def forward(device_id: str, request: Request, ctx: Ctx, token: LeaseToken = None) -> Response:
+async def forward(device_id: str, request: Request, ctx: Ctx, who: Operator, token: LeaseToken = None,
+                  fencing: Fencing = None, idempotency_key: IdempotencyKey = None) -> Response:
     def prepare(p: ForwardRequest, limits: dict, clipped: dict) -> Call:
         x = enforce(limits, "x", p.x, clipped=clipped)
         return lambda d: d.forward(x, p.layers)
 
-    return await run_operation(request, ctx, device_id, "forward", token, prepare, ForwardRequest)
+    return await run_operation(request, ctx, device_id, "forward", token, prepare, ForwardRequest, idempotency_key,
+                               fencing)
 
 
 @router.post("/{device_id}/relax", **_op_doc("Settle the network (free or nudged phase) and measure it", RelaxRequest, RelaxResponse))
-async def relax(device_id: str, request: Request, ctx: Ctx, token: LeaseToken = None) -> Response:
+async def relax(device_id: str, request: Request, ctx: Ctx, who: Operator, token: LeaseToken = None,
+                fencing: Fencing = None, idempotency_key: IdempotencyKey = None) -> Response:
     def prepare(p: RelaxRequest, limits: dict, clipped: dict) -> Call:
         x = enforce(limits, "x", p.x, clipped=clipped)
         beta = enforce(limits, "beta", p.beta)
@@ -148,7 +175,7 @@ async def relax(device_id: str, request: Request, ctx: Ctx, token: LeaseToken = 
         ]
         return lambda d: d.relax(x, beta, target, steps, init)
 
-    return await run_operation(request, ctx, device_id, "relax", token, prepare, RelaxRequest)
+    return await run_operation(request, ctx, device_id, "relax", token, prepare, RelaxRequest, idempotency_key, fencing)
 
 
 def _write(kind: str, p: ProgramRequest | UpdateRequest, limits: dict, clipped: dict) -> Call:
@@ -168,27 +195,32 @@ def _write(kind: str, p: ProgramRequest | UpdateRequest, limits: dict, clipped: 
 
 @router.put("/{device_id}/weights", **_op_doc("Program weights (write-and-verify); answers the achieved weights", ProgramRequest, WriteResponse))
 async def program(
-    device_id: str, request: Request, ctx: Ctx, token: LeaseToken = None, idempotency_key: IdempotencyKey = None
+    device_id: str, request: Request, ctx: Ctx, who: Programmer, token: LeaseToken = None,
+    fencing: Fencing = None, idempotency_key: IdempotencyKey = None,
 ) -> Response:
     def prepare(p: ProgramRequest, limits: dict, clipped: dict) -> Call:
         return _write("program", p, limits, clipped)
 
-    return await run_operation(request, ctx, device_id, "program", token, prepare, ProgramRequest, idempotency_key)
+    return await run_operation(request, ctx, device_id, "program", token, prepare, ProgramRequest, idempotency_key,
+                               fencing)
 
 
 @router.post("/{device_id}/weights:update", **_op_doc("Incremental write (pulses)", UpdateRequest, WriteResponse))
 async def update(
-    device_id: str, request: Request, ctx: Ctx, token: LeaseToken = None, idempotency_key: IdempotencyKey = None
+    device_id: str, request: Request, ctx: Ctx, who: Programmer, token: LeaseToken = None,
+    fencing: Fencing = None, idempotency_key: IdempotencyKey = None,
 ) -> Response:
     def prepare(p: UpdateRequest, limits: dict, clipped: dict) -> Call:
         return _write("update", p, limits, clipped)
 
-    return await run_operation(request, ctx, device_id, "update", token, prepare, UpdateRequest, idempotency_key)
+    return await run_operation(request, ctx, device_id, "update", token, prepare, UpdateRequest, idempotency_key,
+                               fencing)
 
 
 @router.get("/{device_id}/weights", **_op_doc("Measure the programmed weights", None, WeightsResponse))
-async def read_weights(device_id: str, request: Request, ctx: Ctx, token: LeaseToken = None) -> Response:
+async def read_weights(device_id: str, request: Request, ctx: Ctx, who: Operator, token: LeaseToken = None,
+                       fencing: Fencing = None, idempotency_key: IdempotencyKey = None) -> Response:
     def prepare(_: None, limits: dict, clipped: dict) -> Call:
         return lambda d: d.read_weights()
 
-    return await run_operation(request, ctx, device_id, "read_weights", token, prepare)
+    return await run_operation(request, ctx, device_id, "read_weights", token, prepare, None, idempotency_key, fencing)

@@ -1,0 +1,91 @@
+"""The audit log: every state-changing call and every refused one, append-only, before the answer.
+
+Recorded: writes of any kind (POST, PUT, PATCH, DELETE), every device operation (a measurement
+holds the instrument and costs device time, even when it is a GET), and every call refused for
+identity, scope, lease or quota (401, 403, 409, 428, 429). Each record holds who (key id, name,
+role), what (method, path, action), on which device and lease (with its fencing number), the
+request id and idempotency key, the outcome and status, and the device time and energy spent.
+
+The record is written when the answer's status line is ready and before it is sent, in a
+worker thread (the commit's fsync stays off the event loop): a client never holds an answer
+whose record could still be lost. Queue long-polls and plain reads are not recorded.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import anyio
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from device_server.store import Store
+
+#: Statuses that mean "refused": identity, scope, lease, quota.
+REFUSED = frozenset({401, 403, 409, 428, 429})
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: POSTs that change nothing: waiting in a queue is recorded when the ticket is made, not per poll.
+NOT_RECORDED = frozenset({"poll_ticket"})
+
+
+def outcome_of(status: int, replayed: bool) -> str:
+    if status < 400:
+        return "replayed" if replayed else "ok"
+    return "refused" if status in REFUSED else "error"
+
+
+class AuditMiddleware:
+    """Pure ASGI (no body copies): reads what the route left in ``scope['state']``."""
+
+    def __init__(self, app: ASGIApp, store: Store) -> None:
+        self.app = app
+        self.store = store
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                record = self._record(scope, message)
+                if record is not None:
+                    await anyio.to_thread.run_sync(self.store.append_audit, record)
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+
+    def _record(self, scope: Scope, message: Message) -> dict[str, Any] | None:
+        state = scope.get("state", {})
+        status = int(message["status"])
+        route = scope.get("route")
+        action = getattr(route, "name", None)
+        info: dict[str, Any] = state.get("audit", {})
+        operation = "device_time_s" in info
+        if action in NOT_RECORDED and status not in REFUSED:
+            return None
+        if scope["method"] not in WRITE_METHODS and status not in REFUSED and not operation:
+            return None
+        headers = dict(scope.get("headers") or [])
+        principal = state.get("principal")
+        replayed = any(k.lower() == b"idempotent-replayed" for k, _ in message.get("headers", []))
+        params = scope.get("path_params") or {}
+        return {
+            "at": time.time(),
+            "request_id": state.get("request_id"),
+            "key_id": principal.key_id if principal else state.get("claimed_key_id"),
+            "key_name": principal.name if principal else None,
+            "role": principal.role if principal else None,
+            "method": scope["method"],
+            "path": scope.get("path", "")[:500],
+            "action": info.get("action", action),
+            "device_id": info.get("device_id", params.get("device_id")),
+            "lease_id": info.get("lease_id", params.get("lease_id")),
+            "fencing": info.get("fencing"),
+            "idempotency_key": headers.get(b"idempotency-key", b"").decode("latin-1")[:200] or None,
+            "status": status,
+            "outcome": outcome_of(status, replayed),
+            "detail": info.get("detail") or state.get("problem_detail"),
+            "device_time_s": info.get("device_time_s"),
+            "energy_j": info.get("energy_j"),
+        }
