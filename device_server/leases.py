@@ -40,6 +40,8 @@ from device_server.store import Store
 
 #: Ended holds per device used for the wait estimate.
 HOLD_HISTORY = 50
+#: [s] a quota with less left than this is spent (the two clocks of a hold differ by microseconds).
+QUOTA_RESOLUTION_S = 0.01
 
 
 def token_sha256(token: str) -> str:
@@ -240,7 +242,11 @@ class LeaseManager:
         return self._used.get(owner, 0.0) + live
 
     def _remaining(self, owner: str, quota_device_s: float | None) -> float:
-        return float("inf") if quota_device_s is None else quota_device_s - self._used_s(owner)
+        """[s] quota left; ≤ 0 when spent."""
+        if quota_device_s is None:
+            return float("inf")
+        left = quota_device_s - self._used_s(owner)
+        return left if left >= QUOTA_RESOLUTION_S else 0.0
 
     def _status(self, t: Ticket, now: float) -> QueueStatus:
         if t.state != "waiting":

@@ -50,7 +50,7 @@ class LocalServer:
                "--latency", self.latency, "--log-level", "info", *self.access_args, *self.extra_args]
         if self.lab is not None:
             cmd += ["--lab", str(self.lab)]
-        self._log = open(self.log_path, "wb") if self.log_path else None  # noqa: SIM115 (closed in stop)
+        self._log = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115 (closed in stop)
         out = self._log if self._log is not None else subprocess.DEVNULL
         # The server's arrays are small per request; BLAS threads there only fight the client for
         # the same cores (measured: the demo twice as slow on 2 cores). A user's setting wins.
@@ -79,6 +79,14 @@ class LocalServer:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+    def kill(self) -> None:
+        """``kill -9`` the server (a crash: no shutdown, nothing flushed); ``start()`` brings it back
+        on the same port."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+        self.stop()
 
     def __enter__(self) -> str:
         return self.start()

@@ -84,6 +84,7 @@ async def run_operation(
         body = await read_body(request, ctx.settings.max_body_bytes)
     if not token:
         raise LeaseRequired(f"{operation} touches the device: send the lease token in X-Lease-Token", field="X-Lease-Token")
+    request.state.audit = {"device_id": device_id, "fencing": fencing, "action": operation}  # what was presented
     ctx.leases.check(device_id, token, fencing)
     payload = await run_in_threadpool(parse, model, body, media) if model is not None else None
     clipped: dict[str, int] = {}
