@@ -105,7 +105,7 @@ device_snapshots = Table(
     "device_snapshots", metadata,
     Column("device_id", String(64), primary_key=True),
     Column("identity", String(64), nullable=False),  # the device's calibration id: state fits only it
-    Column("journal_seq", Integer, nullable=False),  # journal entries up to this one are included
+    Column("journal_seq", Integer, nullable=False),  # last journal entry folded in (its entries are deleted)
     Column("data", LargeBinary, nullable=False),  # .npz of the exported arrays
     Column("written_at", Float, nullable=False),
 )
@@ -116,6 +116,7 @@ device_journal = Table(
     Column("device_id", String(64), nullable=False, index=True),
     Column("data", LargeBinary, nullable=False),  # .npz: "<name>.idx" (int64) and "<name>.val" per array
     Column("written_at", Float, nullable=False),
+    sqlite_autoincrement=True,  # numbers never reused: the journal's order is its seq
 )
 
 idempotency_table = Table(
@@ -128,6 +129,7 @@ idempotency_table = Table(
     Column("fingerprint", String(64), nullable=False),
     Column("result", LargeBinary, nullable=False),  # MessagePack of the answer
     Column("created_at", Float, nullable=False),
+    sqlite_autoincrement=True,
 )
 
 audit_table = Table(
@@ -150,6 +152,7 @@ audit_table = Table(
     Column("detail", Text),
     Column("device_time_s", Float),
     Column("energy_j", Float),
+    sqlite_autoincrement=True,  # an audit record's id is never reused
 )
 
 AUDIT_FIELDS = tuple(c.name for c in audit_table.columns)
@@ -334,9 +337,8 @@ class Store:
     def load_device(self, device_id: str) -> DeviceState:
         with self.engine.connect() as conn:
             snap = conn.execute(select(device_snapshots).where(device_snapshots.c.device_id == device_id)).first()
-            after = snap.journal_seq if snap else 0
-            rows = conn.execute(select(device_journal.c.data)
-                                .where(device_journal.c.device_id == device_id, device_journal.c.seq > after)
+            # a snapshot deletes the journal it folds in: what is left came after it
+            rows = conn.execute(select(device_journal.c.data).where(device_journal.c.device_id == device_id)
                                 .order_by(device_journal.c.seq)).all()
             identity = snap.identity if snap else None
             if identity is None:
