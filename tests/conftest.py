@@ -106,7 +106,8 @@ def make_keys(state_dir: Path, roles: dict[str, str]) -> dict[str, str]:
         store.close()
 
 
-SMALL_LAB = [{"id": "chip", "sizes": [16, 12, 4], "seed": 3}, {"id": "chip-ideal", "sizes": [16, 12, 4], "preset": "ideal"}]
+SMALL_LAB = [{"id": "chip", "sizes": [16, 12, 4], "seed": 3}, {"id": "chip-ideal", "sizes": [16, 12, 4], "preset": "ideal"},
+             {"id": "digits", "sizes": [64, 32, 10], "preset": "ideal"}]
 
 
 @pytest.fixture(scope="module")

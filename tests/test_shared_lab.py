@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -209,3 +210,22 @@ def test_every_route_states_its_scope_in_openapi(shared_lab: SharedLab):
     ops = doc["paths"]
     assert ops["/v1/devices/{device_id}/weights"]["put"]["security"] == [{"HTTPBearer": ["program:devices"]}]
     assert ops["/v1/audit"]["get"]["security"] == [{"HTTPBearer": ["read:audit"]}]
+
+
+def test_a_training_report_finds_its_calls_in_the_audit(shared_lab: SharedLab, tmp_path):
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "trainer_client.cli", "demo", "--url", shared_lab.url,
+                           "--api-key", shared_lab.keys["alice"], "--device", "digits", "--epochs", "1",
+                           "--batch-size", "128", "--out", str(out), "--no-progress"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    ids = report["audit"]
+    with shared_lab.client("admin") as admin:
+        records = admin.audit(request_id_prefix=ids["request_id_prefix"], limit=1000)
+    operations = [r for r in records if r["action"] in ("forward", "relax", "program", "update", "read_weights")]
+    assert len(operations) == report["device_calls"] > 0
+    assert {r["lease_id"] for r in operations} == {ids["lease_id"]}
+    assert {r["key_name"] for r in records} == {"alice"} and ids["key_id"] == records[0]["key_id"]
+    assert sum(r["device_time_s"] for r in operations) == pytest.approx(report["device_time_s"], rel=1e-9)
+    assert [r["action"] for r in records if r["action"] in ("take_lease", "release")] == ["take_lease", "release"]

@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import sys
 import time
+import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Train Equilibrium Propagation on scikit-learn's 8x8 digits on an emulated "
                           "MTJ crossbar over HTTP; writes report.json and curves.png.")
     demo.add_argument("--url", help="device server to use (default: start one on a free loopback port)")
+    demo.add_argument("--api-key", help="API key of a shared lab server (default: $SPINHIL_API_KEY)")
     demo.add_argument("--out", type=Path, help="output folder (default runs/<timestamp>/)")
     demo.add_argument("--ideal", action="store_true", help="use the ideal device (every non-ideality off)")
     demo.add_argument("--device", help="device id (default crossbar-digits, or crossbar-digits-ideal with --ideal)")
@@ -82,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     devices = sub.add_parser("devices", help="list the lab's devices")
     devices.add_argument("--url", default="http://127.0.0.1:8000")
+    devices.add_argument("--api-key", help="API key (default: $SPINHIL_API_KEY)")
 
     dl = sub.add_parser("download", help="fetch a data set (needs internet)")
     dl.add_argument("dataset", choices=["mnist"])
@@ -102,13 +105,14 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
             out_dir.mkdir(parents=True, exist_ok=True)
             url = stack.enter_context(LocalServer(lab=args.lab, log_path=out_dir / "server.log"))
             print(f"started a device server on {url} (log: {out_dir / 'server.log'})")
-        client = stack.enter_context(DeviceClient(url, encoding=args.encoding))
+        run_id = f"{out_dir.name}-{uuid.uuid4().hex[:8]}"  # prefixes every request id: the audit finds the run
+        client = stack.enter_context(DeviceClient(url, encoding=args.encoding, api_key=args.api_key, run_id=run_id))
         health = client.health()
         info = client.describe(device_id)
         print(f"training EP on {device_id} ({info['kind']}, preset {info['preset']}, layers "
               f"{info['topology']['sizes']}) with {len(data.x_train)} digits, testing on {len(data.x_test)}")
         t0 = time.perf_counter()
-        with client.lease(device_id, holder="hil-train demo") as lease:
+        with client.lease(device_id, holder="hil-train demo", wait=True, on_queue=_show_queue) as lease:
             _, history = train_ep(lease, data, config, args.epochs, progress=not args.no_progress)
         wall = time.perf_counter() - t0
         totals = client.totals
@@ -132,6 +136,9 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
         "device": {"kind": info["kind"], "topology": info["topology"], "model_version": info["model_version"],
                    "calibration_id": info["calibration_id"], "driver": info["driver"]},
         "server_url": url,
+        # what finds this run's calls in the server's audit (GET /v1/audit?request_id_prefix=…)
+        "audit": {"request_id_prefix": f"{run_id}-", "lease_id": lease.lease_id, "fencing": lease.fencing,
+                  "key_id": lease.info.get("owner")},
         "history": [r.as_dict() for r in history],
         "provenance": provenance(health, data.sha256),
     }
@@ -144,15 +151,21 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def _show_queue(ticket: dict[str, Any]) -> None:
+    print(f"{ticket['device_id']} is busy: position {ticket['position']} in its queue, "
+          f"about {ticket['estimated_wait_s']:.0f} s to wait", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "demo":
             run_demo(args)
         elif args.command == "devices":
-            with DeviceClient(args.url) as client:
+            with DeviceClient(args.url, api_key=args.api_key) as client:
                 for d in client.devices():
-                    print(f"{d['id']:<24} {d['kind']:<14} {d['status']:<7} {d['holder'] or ''}")
+                    print(f"{d['id']:<24} {d['kind']:<14} {d['status']:<7} {d['holder'] or '':<16} "
+                          f"queue {d['queue_length']}")
         elif args.command == "download":
             print(f"MNIST verified in {download_mnist(args.data_dir)}")
     except (HILError, DatasetError, ValueError) as exc:
