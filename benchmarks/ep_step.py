@@ -6,7 +6,12 @@ then the weight update on the client. Contenders:
 
 - ``in_process``: the same :class:`EPTrainer` driving the emulated driver object directly;
 - ``http_msgpack``: over HTTP to a real ``hil-server`` subprocess, binary codec (the default);
-- ``http_json``: the same with JSON bodies.
+- ``http_json``: the same with JSON bodies;
+- ``http_msgpack_durable``: MessagePack to a second server that keeps durable state (a state
+  directory: each write's changed cells and its answer committed with an fsync before it is
+  answered, every call in the audit log). The other two servers run ``--ephemeral`` (in-memory
+  state, no device-state journal), so ``http_msgpack_durable/http_msgpack`` is the cost of the
+  store.
 
 Real MNIST images (the first 128 training images) from the data directory, default-v1 preset.
 """
@@ -29,12 +34,15 @@ from trainer_client.protocols.ep import EPConfig, EPNetwork, EPTrainer  # noqa: 
 
 SIZES = [784, 512, 10]
 DEVICE = "crossbar-mnist"
-#: One device per HTTP contender, each the same chip as the in-process one (default-v1, seed 2).
-BENCH_LAB = "".join(
-    f'[[devices]]\nid = "{name}"\nkind = "mtj-crossbar"\npreset = "default-v1"\nseed = 2\n'
-    f"topology = {{ sizes = {SIZES} }}\n\n"
-    for name in ("bench-msgpack", "bench-json")
-)
+
+
+def bench_lab(*names: str) -> str:
+    """One device per HTTP contender, each the same chip as the in-process one (default-v1, seed 2)."""
+    return "".join(
+        f'[[devices]]\nid = "{name}"\nkind = "mtj-crossbar"\npreset = "default-v1"\nseed = 2\n'
+        f"topology = {{ sizes = {SIZES} }}\n\n"
+        for name in names
+    )
 
 
 class InProcess:
@@ -66,15 +74,20 @@ def run(rounds: int = 12, batch: int = 128, t1: int = 30, t2: int = 10) -> dict:
     w_max = driver.describe()["topology"]["w_max"]
     local = make_trainer(InProcess(driver), w_max, config)
     with tempfile.TemporaryDirectory() as tmp:
-        lab = Path(tmp) / "bench.toml"
-        lab.write_text(BENCH_LAB)
-        with LocalServer(lab=lab) as url, DeviceClient(url) as binary, DeviceClient(url, encoding="json") as text:
-            with binary.lease("bench-msgpack") as lease_b, text.lease("bench-json") as lease_j:
+        lab, lab_durable = Path(tmp) / "bench.toml", Path(tmp) / "durable.toml"
+        lab.write_text(bench_lab("bench-msgpack", "bench-json"))
+        lab_durable.write_text(bench_lab("bench-durable"))
+        durable_server = LocalServer(lab=lab_durable, state_dir=Path(tmp) / "state", extra_args=["--open"])
+        with LocalServer(lab=lab) as url, durable_server as durable_url, DeviceClient(url) as binary, \
+                DeviceClient(url, encoding="json") as text, DeviceClient(durable_url) as kept:
+            with binary.lease("bench-msgpack") as lease_b, text.lease("bench-json") as lease_j, \
+                    kept.lease("bench-durable") as lease_d:
                 http_b = make_trainer(lease_b, w_max, config)
                 http_j = make_trainer(lease_j, w_max, config)
+                http_d = make_trainer(lease_d, w_max, config)
                 samples = interleaved(
                     {"in_process": lambda: local.step(x, y), "http_msgpack": lambda: http_b.step(x, y),
-                     "http_json": lambda: http_j.step(x, y)},
+                     "http_msgpack_durable": lambda: http_d.step(x, y), "http_json": lambda: http_j.step(x, y)},
                     rounds=rounds, warmup=1, skip={"http_json": 3},
                 )
     result = {name: summary(s) for name, s in samples.items()}
@@ -84,7 +97,9 @@ def run(rounds: int = 12, batch: int = 128, t1: int = 30, t2: int = 10) -> dict:
         "batch": batch, "t1": t1, "t2": t2, "nudging": "symmetric",
         "contenders": result,
         "ratios": {"http_msgpack/in_process": result["http_msgpack"]["median_s"] / base,
-                   "http_json/in_process": result["http_json"]["median_s"] / base},
+                   "http_json/in_process": result["http_json"]["median_s"] / base,
+                   "http_msgpack_durable/http_msgpack": result["http_msgpack_durable"]["median_s"]
+                   / result["http_msgpack"]["median_s"]},
     }
 
 
@@ -95,8 +110,9 @@ def main() -> None:
     print(f"EP step, crossbar-mnist, batch {result['batch']}: in-process "
           f"{1e3 * result['contenders']['in_process']['median_s']:.1f} ms, HTTP msgpack "
           f"{1e3 * result['contenders']['http_msgpack']['median_s']:.1f} ms ({r['http_msgpack/in_process']:.2f}x), "
-          f"HTTP JSON {1e3 * result['contenders']['http_json']['median_s']:.1f} ms ({r['http_json/in_process']:.2f}x)"
-          f"  -> {path}")
+          f"HTTP JSON {1e3 * result['contenders']['http_json']['median_s']:.1f} ms ({r['http_json/in_process']:.2f}x), "
+          f"HTTP msgpack with durable state {1e3 * result['contenders']['http_msgpack_durable']['median_s']:.1f} ms "
+          f"({r['http_msgpack_durable/http_msgpack']:.3f}x without)  -> {path}")
 
 
 if __name__ == "__main__":

@@ -15,9 +15,9 @@ from device_server.store import StateMismatch
 
 def _state_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
     # a sub-command's options get their own names: argparse would let its defaults overwrite the main ones
-    p.add_argument("--state-dir", dest=f"{prefix}state_dir", type=Path, default=None,
+    p.add_argument("--state-dir", dest=f"{prefix}state_dir", type=Path, default=None, metavar="STATE_DIR",
                    help="folder of the state database (default $XDG_STATE_HOME/spinhil, ~/.local/state/spinhil)")
-    p.add_argument("--database-url", dest=f"{prefix}database_url", default=None,
+    p.add_argument("--database-url", dest=f"{prefix}database_url", default=None, metavar="DATABASE_URL",
                    help="SQLAlchemy URL of the state database (overrides --state-dir)")
 
 
