@@ -24,8 +24,6 @@ from device_server.store import Store
 #: Statuses that mean "refused": identity, scope, lease, quota.
 REFUSED = frozenset({401, 403, 409, 428, 429})
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-#: POSTs that change nothing: waiting in a queue is recorded when the ticket is made, not per poll.
-NOT_RECORDED = frozenset({"poll_ticket"})
 
 
 def outcome_of(status: int, replayed: bool) -> str:
@@ -62,8 +60,6 @@ class AuditMiddleware:
         action = getattr(route, "name", None)
         info: dict[str, Any] = state.get("audit", {})
         operation = "device_time_s" in info
-        if action in NOT_RECORDED and status not in REFUSED:
-            return None
         if scope["method"] not in WRITE_METHODS and status not in REFUSED and not operation:
             return None
         headers = dict(scope.get("headers") or [])
