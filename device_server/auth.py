@@ -53,13 +53,12 @@ bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bear
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the key's id and name, its role and scopes, its device-seconds quota."""
+    """Who is calling: the key's id and name, its role and scopes."""
 
     key_id: str
     name: str
     role: str
     scopes: frozenset[str]
-    quota_device_s: float | None = None
 
 
 OPEN = Principal(key_id="open", name="open", role="admin", scopes=ROLES["admin"])
@@ -135,8 +134,7 @@ class Authenticator:
         if now - self._last_written.get(key_id, 0.0) > LAST_USED_RESOLUTION_S:
             self._last_written[key_id] = now
             self.store.set_key(key_id, last_used_at=now)
-        return Principal(key_id=key_id, name=row["name"], role=row["role"], scopes=ROLES[row["role"]],
-                         quota_device_s=row["quota_device_s"])
+        return Principal(key_id=key_id, name=row["name"], role=row["role"], scopes=ROLES[row["role"]])
 
 
 def authorize(

@@ -42,6 +42,8 @@ from device_server.store import Store
 HOLD_HISTORY = 50
 #: [s] a quota with less left than this is spent (the two clocks of a hold differ by microseconds).
 QUOTA_RESOLUTION_S = 0.01
+#: Ended tickets remembered (so a late poll learns what became of its ticket), oldest forgotten first.
+ENDED_TICKETS = 10_000
 
 
 def token_sha256(token: str) -> str:
@@ -97,7 +99,6 @@ class Ticket:
     ttl_s: float
     enqueued_at: float  # Unix time [s]
     seen_at: float  # monotonic: last poll
-    quota_device_s: float | None = None
     state: str = "waiting"  # waiting | granted | lapsed | cancelled | refused
     lease_id: str | None = None
     idempotency_key: str | None = None
@@ -125,10 +126,17 @@ class LeaseManager:
     """Leases and queues of every device of a lab, safe across threads, written through to a store."""
 
     def __init__(self, store: Store | None = None, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time,
+                 quota_of: Callable[[str], float | None] | None = None) -> None:
+        """``quota_of(owner)``: the owner's device-seconds quota (None: unlimited); by default
+        the ``quota_device_s`` of the owner's API key in ``store``."""
         self._clock = clock
         self._wall = wall
         self._store = store
+        if quota_of is None:
+            quota_of = (lambda owner: (store.key(owner) or {}).get("quota_device_s")) if store else (lambda _: None)
+        self._quota_of = quota_of
+        self._ended: deque[str] = deque()
         self._lock = threading.Lock()
         self._by_device: dict[str, Lease] = {}
         self._by_id: dict[str, Lease] = {}
@@ -176,6 +184,10 @@ class LeaseManager:
         self._store.save_lease(row, new)
 
     def _save_ticket(self, t: Ticket, new: bool = False) -> None:
+        if t.state != "waiting":
+            self._ended.append(t.ticket_id)
+            while len(self._ended) > ENDED_TICKETS:
+                self._tickets.pop(self._ended.popleft(), None)
         if self._store is None:
             return
         self._store.save_ticket({"ticket_id": t.ticket_id, "device_id": t.device_id, "seq": t.seq,
@@ -214,7 +226,7 @@ class LeaseManager:
         queue = self._queues.get(device_id, [])
         while queue and device_id not in self._by_device:
             t = queue.pop(0)
-            remaining = self._remaining(t.owner, t.quota_device_s)
+            remaining = self._remaining(t.owner)
             if remaining <= 0:
                 t.state, t.detail = "refused", "device-seconds quota spent while waiting"
                 self._save_ticket(t)
@@ -241,8 +253,9 @@ class LeaseManager:
         live = sum(wall - lease.acquired_at for lease in self._by_id.values() if lease.owner == owner)
         return self._used.get(owner, 0.0) + live
 
-    def _remaining(self, owner: str, quota_device_s: float | None) -> float:
-        """[s] quota left; ≤ 0 when spent."""
+    def _remaining(self, owner: str) -> float:
+        """[s] the owner's quota left; 0 when spent."""
+        quota_device_s = self._quota_of(owner)
         if quota_device_s is None:
             return float("inf")
         left = quota_device_s - self._used_s(owner)
@@ -275,8 +288,7 @@ class LeaseManager:
             return self._used_s(owner)
 
     # ------------------------------------------------------------------ taking and the queue
-    def acquire(self, device_id: str, holder: str, ttl_s: float, owner: str = "open",
-                quota_device_s: float | None = None, queue: bool = False,
+    def acquire(self, device_id: str, holder: str, ttl_s: float, owner: str = "open", queue: bool = False,
                 idempotency_key: str | None = None) -> Taken:
         """Take the device's lease, or a place in its queue (``queue=True``) when it is held."""
         with self._lock:
@@ -286,9 +298,10 @@ class LeaseManager:
                 replay = self._replay(device_id, owner, idempotency_key, now)
                 if replay is not None:
                     return replay
-            remaining = self._remaining(owner, quota_device_s)
+            remaining = self._remaining(owner)
             if remaining <= 0:
-                raise QuotaExceeded(f"key {owner} has used its {quota_device_s:g} device-seconds", field="Authorization")
+                raise QuotaExceeded(f"key {owner} has used its {self._quota_of(owner):g} device-seconds",
+                                    field="Authorization")
             held = self._by_device.get(device_id)
             waiting = self._queues.get(device_id, [])
             if held is None and not waiting:
@@ -303,8 +316,7 @@ class LeaseManager:
                 )
             self._seq += 1
             t = Ticket(ticket_id=uuid.uuid4().hex, device_id=device_id, seq=self._seq, holder=holder, owner=owner,
-                       ttl_s=ttl_s, enqueued_at=self._wall(), seen_at=now, quota_device_s=quota_device_s,
-                       idempotency_key=idempotency_key)
+                       ttl_s=ttl_s, enqueued_at=self._wall(), seen_at=now, idempotency_key=idempotency_key)
             self._queues.setdefault(device_id, []).append(t)
             self._tickets[t.ticket_id] = t
             self._save_ticket(t, new=True)
@@ -365,17 +377,16 @@ class LeaseManager:
             raise LeaseConflict(f"X-Lease-Token does not belong to lease {lease_id!r}", field="X-Lease-Token")
         return lease
 
-    def keepalive(self, lease_id: str, token: str | None, ttl_s: float | None = None,
-                  quota_device_s: float | None = None) -> Lease:
+    def keepalive(self, lease_id: str, token: str | None, ttl_s: float | None = None) -> Lease:
         with self._lock:
             now = self._clock()
             self._expire(now)
             lease = self._own(lease_id, token)
             if ttl_s is not None:
                 lease.ttl_s = ttl_s
-            remaining = self._remaining(lease.owner, quota_device_s)
+            remaining = self._remaining(lease.owner)
             if remaining <= 0:
-                raise QuotaExceeded(f"key {lease.owner} has used its {quota_device_s:g} device-seconds; the lease "
+                raise QuotaExceeded(f"key {lease.owner} has used its {self._quota_of(lease.owner):g} device-seconds; the lease "
                                     f"ends in {lease.expires_at - now:.1f} s", field="Authorization")
             lease.expires_at = max(lease.expires_at, now + min(lease.ttl_s, remaining))
             self._save_lease(lease)

@@ -170,3 +170,29 @@ def test_kill_9_during_a_stream_of_writes(tmp_path):
         np.testing.assert_array_equal(_persisted_weights(state, lab_path)[name], writer.acked[-1][name])
     print(f"{trials} kills, {len(writer.acked)} acknowledged writes, {in_flight_kept} unacknowledged writes "
           "found whole after the crash and replayed")
+
+
+def test_leases_queue_keys_and_fencing_survive_a_crash(tmp_path):
+    lab_path = write_lab(tmp_path / "lab.toml", SMALL_LAB)
+    state = tmp_path / "state"
+    keys = make_keys(state, {"alice": "user", "bob": "user"})
+    server = LocalServer(lab=lab_path, state_dir=state, port=free_port(), log_path=tmp_path / "server.log")
+    url = server.start()
+    try:
+        alice, bob = DeviceClient(url, api_key=keys["alice"]), DeviceClient(url, api_key=keys["bob"])
+        held = alice.lease(DEVICE, ttl_s=30, keepalive=False)
+        ticket = bob.request("POST", f"/v1/devices/{DEVICE}/leases", {"ttl_s": 30, "queue": True}, write=True)
+        assert ticket["position"] == 1
+        server.kill()
+        server.start()
+        held.forward(np.zeros((1, 16)))  # the same token works after the crash
+        again = bob.request("GET", f"/v1/queue/{ticket['ticket_id']}")
+        assert (again["state"], again["position"]) == ("waiting", 1)
+        held.release()
+        granted = bob.request("GET", f"/v1/queue/{ticket['ticket_id']}")
+        assert granted["state"] == "granted" and granted["lease"]["fencing"] == held.fencing + 1
+        bob.forward(DEVICE, granted["lease"]["token"], np.zeros((1, 16)), fencing=granted["lease"]["fencing"])
+        alice.close()
+        bob.close()
+    finally:
+        server.stop()

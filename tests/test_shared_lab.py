@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -12,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import SharedLab, make_keys
+from tests.conftest import SharedLab
 from trainer_client.client import DeviceClient
 from trainer_client.errors import Forbidden, LeaseConflict, QuotaExceeded, Unauthorized
 
@@ -168,17 +169,26 @@ def test_observer_and_unknown_keys_are_refused_and_audited(shared_lab: SharedLab
     assert found["nobody-drives"]["status"] == 401 and found["nobody-drives"]["key_id"] is None
 
 
-def test_revoked_and_expired_keys_stop_working(shared_lab: SharedLab):
-    keys = make_keys(shared_lab.state_dir, {"carol": "user"})
-    carol = DeviceClient(shared_lab.url, api_key=keys["carol"])
-    assert carol.devices()
-    key_id = keys["carol"].split("_")[1]
-    cli = subprocess.run([sys.executable, "-m", "device_server", "keys", "revoke", key_id,
-                          "--state-dir", str(shared_lab.state_dir)], capture_output=True, text=True, timeout=60)
-    assert cli.returncode == 0, cli.stderr
-    with pytest.raises(Unauthorized, match="revoked"):
-        carol.devices()
-    carol.close()
+def _keys_cli(lab: SharedLab, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "device_server", "keys", *args, "--state-dir", str(lab.state_dir)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_keys_made_listed_and_revoked_with_the_cli_while_serving(shared_lab: SharedLab):
+    made = _keys_cli(shared_lab, "create", "--name", "carol", "--role", "user", "--expires-in-days", "30")
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    key_id = key.split("_")[1]
+    assert re.fullmatch(r"shl_[0-9a-f]{12}_[A-Za-z0-9_-]{43}", key) and "not shown again" in made.stderr
+    with DeviceClient(shared_lab.url, api_key=key) as carol:
+        assert carol.devices()
+        listed = _keys_cli(shared_lab, "list")
+        [row] = [line for line in listed.stdout.splitlines() if line.startswith(key_id)]
+        assert "carol" in row and "active" in row and key.split("_")[2] not in listed.stdout
+        assert _keys_cli(shared_lab, "revoke", key_id).returncode == 0
+        with pytest.raises(Unauthorized, match="revoked"):
+            carol.devices()
+    assert _keys_cli(shared_lab, "revoke", "000000000000").returncode == 1
 
 
 def test_quota_in_device_seconds(shared_lab: SharedLab):
@@ -202,7 +212,7 @@ def test_every_route_states_its_scope_in_openapi(shared_lab: SharedLab):
     for path, methods in doc["paths"].items():
         for method, op in methods.items():
             if path in public:
-                assert "security" not in op
+                assert op["security"] == []  # stated: no key needed
                 continue
             [requirement] = op["security"]
             assert requirement["HTTPBearer"], f"{method.upper()} {path} names no scope"

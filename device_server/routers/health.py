@@ -15,7 +15,8 @@ from device_server.deps import Ctx
 router = APIRouter(tags=["health"])
 
 
-@router.get("/v1/health", summary="Liveness, version and which lab this server runs")
+@router.get("/v1/health", summary="Liveness, version and which lab this server runs (no key needed)",
+            openapi_extra={"security": []})
 async def health(ctx: Ctx) -> dict[str, Any]:
     return {
         "status": "ok",
@@ -31,8 +32,8 @@ async def health(ctx: Ctx) -> dict[str, Any]:
     }
 
 
-@router.get("/metrics", summary="Prometheus metrics (text exposition format)",
-            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+@router.get("/metrics", summary="Prometheus metrics (text exposition format; no key needed)",
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}}, openapi_extra={"security": []})
 async def metrics(ctx: Ctx) -> Response:
     for device_id in ctx.lab.devices:
         ctx.metrics.leased.labels(device_id).set(1 if ctx.leases.current(device_id) else 0)

@@ -60,8 +60,7 @@ async def take_lease(device_id: str, request: Request, ctx: Ctx, who: LeaseWrite
     p = parse(LeaseRequest, body, media)
     ttl = min(p.ttl_s or ctx.settings.lease_ttl_s, ctx.settings.max_lease_ttl_s)
     holder = p.holder if p.holder != "anonymous" or who.key_id == "open" else who.name
-    taken = await run_in_threadpool(ctx.leases.acquire, device_id, holder, ttl, who.key_id, who.quota_device_s,
-                                    p.queue, idempotency_key)
+    taken = await run_in_threadpool(ctx.leases.acquire, device_id, holder, ttl, who.key_id, p.queue, idempotency_key)
     headers = {"Idempotent-Replayed": "true"} if taken.replayed else None
     if taken.lease is not None:
         _audit(request, taken.lease)
@@ -105,7 +104,7 @@ async def keepalive(lease_id: str, request: Request, ctx: Ctx, who: LeaseWriter,
     media = check_content_type(request, allow_empty=True)
     p = parse(KeepaliveRequest, await read_body(request, ctx.settings.max_body_bytes), media)
     ttl = None if p.ttl_s is None else min(p.ttl_s, ctx.settings.max_lease_ttl_s)
-    lease = await run_in_threadpool(ctx.leases.keepalive, lease_id, token, ttl, who.quota_device_s)
+    lease = await run_in_threadpool(ctx.leases.keepalive, lease_id, token, ttl)
     _audit(request, lease)
     return encoded(request, _public(ctx, lease))
 
