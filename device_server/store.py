@@ -20,7 +20,8 @@ from __future__ import annotations
 import io
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -271,18 +272,25 @@ class Store:
         """``with store.transaction() as conn:`` — one atomic, durable write."""
         return _Txn(self)
 
+    @contextmanager
+    def reading(self) -> Iterator[Any]:
+        """A connection for reads, under the same lock: an in-memory database is one shared
+        connection, and a reader's rollback on return must not land inside a writer's transaction."""
+        with self._lock, self.engine.connect() as conn:
+            yield conn
+
     # ------------------------------------------------------------------ keys
     def add_key(self, row: dict[str, Any]) -> None:
         with self.transaction() as conn:
             conn.execute(insert(api_keys).values(**row))
 
     def key(self, key_id: str) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             row = conn.execute(select(api_keys).where(api_keys.c.key_id == key_id)).mappings().first()
         return dict(row) if row else None
 
     def keys(self) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             return [dict(r) for r in conn.execute(select(api_keys).order_by(api_keys.c.created_at)).mappings()]
 
     def set_key(self, key_id: str, **values: Any) -> bool:
@@ -293,7 +301,7 @@ class Store:
     def load_leasing(self) -> dict[str, Any]:
         """Everything the lease manager needs at start: fencing counters, live leases, waiting
         tickets (FIFO order), device-seconds used per owner, and recent hold durations."""
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             fencing = {r.device_id: r.fencing for r in conn.execute(select(fencing_table))}
             active = [dict(r) for r in conn.execute(
                 select(leases_table).where(leases_table.c.ended_at.is_(None))).mappings()]
@@ -329,13 +337,13 @@ class Store:
                 conn.execute(update(queue_table).where(queue_table.c.ticket_id == row["ticket_id"]).values(**row))
 
     def lease_row(self, lease_id: str) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             row = conn.execute(select(leases_table).where(leases_table.c.lease_id == lease_id)).mappings().first()
         return dict(row) if row else None
 
     # ------------------------------------------------------------------ device state
     def load_device(self, device_id: str) -> DeviceState:
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             snap = conn.execute(select(device_snapshots).where(device_snapshots.c.device_id == device_id)).first()
             # a snapshot deletes the journal it folds in: what is left came after it
             rows = conn.execute(select(device_journal.c.data).where(device_journal.c.device_id == device_id)
@@ -375,7 +383,7 @@ class Store:
             conn.execute(delete(idempotency_table).where(idempotency_table.c.id <= last - keep))
 
     def recall(self, device_id: str, operation: str, key: str) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             row = conn.execute(select(idempotency_table).where(
                 idempotency_table.c.device_id == device_id, idempotency_table.c.operation == operation,
                 idempotency_table.c.key == key).order_by(idempotency_table.c.id.desc())).mappings().first()
@@ -401,7 +409,7 @@ class Store:
                 q = q.where(audit_table.c.request_id.startswith(value, autoescape=True))
             else:
                 q = q.where(audit_table.c[name] == value)
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             return [dict(r) for r in conn.execute(q.order_by(audit_table.c.id).limit(limit)).mappings()]
 
 
