@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from device_server.drivers.registry import DriverNotFound, load_driver, registered
 from device_server.lab import LabError, load_lab
 from device_server.settings import Settings
 from device_server.store import StateMismatch
@@ -41,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep all state in memory: a restart resets the lab (demos, tests)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--check", action="store_true", help="load the lab, print its devices and exit")
+    p.add_argument("--list-drivers", action="store_true",
+                   help="print the registered driver plugins (entry-point group spinhil.drivers) and exit")
     sub = p.add_subparsers(dest="command", metavar="{keys}")
     keys = sub.add_parser("keys", help="create, list or revoke API keys (in the state database)")
     ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="{create,list,revoke}")
@@ -94,6 +97,8 @@ def run_keys(args: argparse.Namespace, settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.list_drivers:
+        return list_drivers()
     fields = {"lab": args.lab, "host": args.host, "port": args.port, "latency": args.latency,
               "max_body_bytes": args.max_body_bytes, "lease_ttl_s": args.lease_ttl, "state_dir": args.state_dir,
               "database_url": args.database_url, "open": args.open, "ephemeral": args.ephemeral}
@@ -126,6 +131,19 @@ def main(argv: list[str] | None = None) -> int:
         "state: %s (%s); %s", ctx.store.url, "durable" if ctx.store.durable else "in memory, lost at exit",
         "OPEN: no API keys required" if settings.open else "API keys required")
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False)
+    return 0
+
+
+def list_drivers() -> int:
+    """One line per registered driver: name, kind, capabilities, where it comes from."""
+    for name, ep in sorted(registered().items()):
+        try:
+            cls = load_driver(name)
+        except DriverNotFound as exc:
+            print(f"{name}\t(broken: {exc})")
+            continue
+        dist = ep.dist.name if ep.dist is not None else "?"
+        print(f"{name}\tkind={cls.kind}\tcapabilities={','.join(sorted(cls.capabilities))}\tfrom {dist} ({ep.value})")
     return 0
 
 
