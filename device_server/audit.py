@@ -7,8 +7,10 @@ role), what (method, path, action), on which device and lease (with its fencing 
 request id and idempotency key, the outcome and status, and the device time and energy spent.
 
 The record is written when the answer's status line is ready and before it is sent, in a
-worker thread (the commit's fsync stays off the event loop): a client never holds an answer
-whose record could still be lost. Queue long-polls and plain reads are not recorded.
+worker thread (the commit stays off the event loop). Records of calls that changed something
+are committed with an fsync; those of measurements and refusals without one (they survive a
+crash of the server, not a power cut): a training step pays one fsync for its write, not one per
+phase. Queue long-polls and plain reads are not recorded.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from device_server.store import Store
 #: Statuses that mean "refused": identity, scope, lease, quota.
 REFUSED = frozenset({401, 403, 409, 428, 429})
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: Device operations that only measure: recorded without an fsync (see Store.append_audit).
+MEASUREMENTS = frozenset({"forward", "relax", "read_weights"})
 
 
 def outcome_of(status: int, replayed: bool) -> str:
@@ -48,7 +52,9 @@ class AuditMiddleware:
             if message["type"] == "http.response.start":
                 record = self._record(scope, message)
                 if record is not None:
-                    await anyio.to_thread.run_sync(self.store.append_audit, record)
+                    # a call that changed something waits for the disk; a measurement or a refusal need not
+                    changed = record["outcome"] in ("ok", "replayed") and record["action"] not in MEASUREMENTS
+                    await anyio.to_thread.run_sync(self.store.append_audit, record, changed)
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
