@@ -203,7 +203,7 @@ class LeaseManager:
         wall = self._wall()
         self._by_device.pop(lease.device_id, None)
         self._by_id.pop(lease.lease_id, None)
-        ended = min(wall, self._wall() + (lease.expires_at - self._clock()))
+        ended = min(wall, wall + (lease.expires_at - self._clock()))  # an expired lease ended at its expiry
         held = max(0.0, ended - lease.acquired_at)
         self._used[lease.owner] = self._used.get(lease.owner, 0.0) + held
         self._holds.setdefault(lease.device_id, deque(maxlen=HOLD_HISTORY)).appendleft(held)

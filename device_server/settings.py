@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -50,6 +50,13 @@ class Settings(BaseSettings):
         if not 0 <= scale < float("inf"):
             raise ValueError("latency scale factor must be a finite, non-negative number")
         return value
+
+    @model_validator(mode="after")
+    def _check_access(self) -> "Settings":
+        if self.ephemeral and not self.open:
+            raise ValueError("an ephemeral server keeps its keys in memory, where none can be made: "
+                             "add --open, or give a --state-dir instead of --ephemeral")
+        return self
 
     @property
     def latency_scale(self) -> float:
