@@ -13,6 +13,7 @@ from device_server.lab import build_lab, load_lab
 from device_server.store import StateMismatch, Store
 from tests.conftest import SMALL_LAB, make_keys, write_lab
 from trainer_client.client import DeviceClient
+from trainer_client.errors import LeaseConflict
 from trainer_client.local_server import LocalServer, free_port
 
 DEVICE = "chip"
@@ -183,8 +184,17 @@ def test_leases_queue_keys_and_fencing_survive_a_crash(tmp_path):
         held = alice.lease(DEVICE, ttl_s=30, keepalive=False)
         ticket = bob.request("POST", f"/v1/devices/{DEVICE}/leases", {"ttl_s": 30, "queue": True}, write=True)
         assert ticket["position"] == 1
+        take = {"Idempotency-Key": "take-ideal-once"}
+        before = alice.request("POST", "/v1/devices/chip-ideal/leases", {"ttl_s": 30}, headers=take, write=True)
         server.kill()
         server.start()
+        # the answer to that take was "lost": its retry replays the same lease, with a new token
+        # (only the old one's hash was stored), and the old token is no longer good
+        after = alice.request("POST", "/v1/devices/chip-ideal/leases", {"ttl_s": 30}, headers=take, write=True)
+        assert alice.last_replayed and after["lease_id"] == before["lease_id"] and after["token"] != before["token"]
+        alice.forward("chip-ideal", after["token"], np.zeros((1, 16)), fencing=after["fencing"])
+        with pytest.raises(LeaseConflict):
+            alice.forward("chip-ideal", before["token"], np.zeros((1, 16)))
         held.forward(np.zeros((1, 16)))  # the same token works after the crash
         again = bob.request("GET", f"/v1/queue/{ticket['ticket_id']}")
         assert (again["state"], again["position"]) == ("waiting", 1)
