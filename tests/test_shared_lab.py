@@ -239,3 +239,33 @@ def test_a_training_report_finds_its_calls_in_the_audit(shared_lab: SharedLab, t
     assert {r["key_name"] for r in records} == {"alice"} and ids["key_id"] == records[0]["key_id"]
     assert sum(r["device_time_s"] for r in operations) == pytest.approx(report["device_time_s"], rel=1e-9)
     assert [r["action"] for r in records if r["action"] in ("take_lease", "release")] == ["take_lease", "release"]
+
+
+def test_a_waiter_can_follow_its_place_as_server_sent_events(shared_lab: SharedLab):
+    url, bob_auth = shared_lab.url, {"Authorization": f"Bearer {shared_lab.keys['bob']}"}
+    with shared_lab.client("alice") as alice:
+        held = alice.lease(DEVICE, ttl_s=TTL_S)
+        ticket = httpx.post(f"{url}/v1/devices/{DEVICE}/leases", json={"ttl_s": TTL_S, "queue": True},
+                            headers=bob_auth).json()
+        events = []
+        with httpx.stream("GET", f"{url}/v1/queue/{ticket['ticket_id']}/events", headers=bob_auth,
+                          timeout=20) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            name = None
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    name = line[7:]
+                elif line.startswith("data: "):
+                    events.append((name, json.loads(line[6:])))
+                    if name == "position":
+                        time.sleep(0.3)
+                        held.release()  # while bob listens
+                    else:
+                        break
+        assert [n for n, _ in events] == ["position", "granted"]
+        assert events[0][1]["position"] == 1
+        lease = events[1][1]["lease"]
+        assert lease["fencing"] == held.fencing + 1
+        alice.request("DELETE", f"/v1/leases/{lease['lease_id']}", headers={"X-Lease-Token": lease["token"]})
+    missing = httpx.get(f"{url}/v1/queue/no-such-ticket/events", headers=bob_auth)
+    assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"

@@ -1,4 +1,4 @@
-"""Leases and queues: take (or wait in line), keep alive, release; poll a ticket (long-poll).
+"""Leases and queues: take (or wait in line), keep alive, release; follow a ticket (long-poll or SSE).
 
 Every route names the scope it needs (``write:lease``); the taker's key owns the lease and the
 ticket, and only that key sees a ticket or replays a take.
@@ -7,12 +7,14 @@ ticket, and only that key sees a ticket or replays a take.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from device_server.auth import Principal, authorize
 from device_server.body import check_content_type, encoded, parse, read_body
@@ -28,8 +30,10 @@ TokenHeader = Annotated[str | None, Header(alias="X-Lease-Token", description="t
 IdemHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200,
                                           description="a retried take returns the same lease or ticket")]
 LeaseWriter = Annotated[Principal, Security(authorize, scopes=["write:lease"])]
-#: [s] server-side poll period of a long-poll (how soon a waiter learns of a grant).
+#: [s] server-side poll period of a long-poll or event stream (how soon a waiter learns of a grant).
 POLL_PERIOD_S = 0.05
+#: [s] longest silence on an event stream (then a comment line).
+SSE_HEARTBEAT_S = 15.0
 
 
 def _public(ctx: ServerContext, lease: Lease, with_token: bool = False) -> dict[str, Any]:
@@ -88,6 +92,33 @@ async def poll_ticket(
         if (status.ticket.state, status.position) != seen:
             break
     return encoded(request, _ticket(ctx, status))
+
+
+@router.get("/queue/{ticket_id}/events",
+            summary="A ticket's place as server-sent events: `position` at every change, then `granted` "
+                    "(with the lease and its token) or the state it ended in; the open stream keeps the ticket",
+            responses={200: {"content": {"text/event-stream": {}}}, **problem_responses(401, 403, 404)})
+async def ticket_events(ticket_id: str, request: Request, ctx: Ctx, who: LeaseWriter) -> StreamingResponse:
+    first = await run_in_threadpool(ctx.leases.poll, ticket_id, who.key_id)  # 404 before the stream starts
+
+    async def events() -> AsyncIterator[str]:
+        status, seen, quiet_s = first, None, 0.0
+        while True:
+            body = _ticket(ctx, status)
+            if (body["state"], body["position"]) != seen:
+                seen, quiet_s = (body["state"], body["position"]), 0.0
+                name = "position" if body["state"] == "waiting" else body["state"]
+                yield f"event: {name}\ndata: {json.dumps(body)}\n\n"
+            if body["state"] != "waiting":
+                return
+            if quiet_s >= SSE_HEARTBEAT_S:  # a comment line keeps proxies from closing a quiet stream
+                quiet_s = 0.0
+                yield ": waiting\n\n"
+            await asyncio.sleep(POLL_PERIOD_S)
+            quiet_s += POLL_PERIOD_S
+            status = await run_in_threadpool(ctx.leases.poll, ticket_id, who.key_id)
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
 
 @router.delete("/queue/{ticket_id}", summary="Leave the queue", responses=problem_responses(401, 403, 404))
