@@ -28,10 +28,10 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import numpy as np
@@ -120,8 +120,7 @@ class DeviceClient:
         self.run_id = run_id
         self._request_ids = itertools.count(1)
         self.totals = Totals()
-        #: whether the last answer was a replay of an earlier one (``Idempotent-Replayed``)
-        self.last_replayed = False
+        self._thread = threading.local()
         headers = {"Accept": self.media, "User-Agent": "spinhil-trainer"}
         api_key = api_key if api_key is not None else os.environ.get("SPINHIL_API_KEY")
         if api_key:
@@ -173,9 +172,14 @@ class DeviceClient:
                 time.sleep(min(float(retry_after), 30.0) if retry_after.isdigit() else delay)
                 delay = min(2 * delay, self.max_backoff_s)
                 continue
-            self.last_replayed = response.headers.get("Idempotent-Replayed") == "true"
+            self._thread.replayed = response.headers.get("Idempotent-Replayed") == "true"
             return self._answer(response)
         raise AssertionError("unreachable")  # the loop returns or raises
+
+    @property
+    def last_replayed(self) -> bool:
+        """Whether this thread's last answer replayed an earlier one (``Idempotent-Replayed``)."""
+        return getattr(self._thread, "replayed", False)
 
     @staticmethod
     def _answer(response: httpx.Response) -> Any:
@@ -274,7 +278,7 @@ class DeviceClient:
 
     def audit(self, **filters: Any) -> list[dict[str, Any]]:
         """Audit records matching ``filters`` (key_id, device_id, lease_id, request_id_prefix, …); admins only."""
-        query = "&".join(f"{k}={v}" for k, v in filters.items() if v is not None)
+        query = urlencode({k: v for k, v in filters.items() if v is not None})
         return self.request("GET", f"/v1/audit?{query}")["records"]
 
     # ------------------------------------------------------------------ operations
