@@ -33,7 +33,6 @@ class DurableDevices:
     def __init__(self, store: Store, lab: Lab) -> None:
         self.store = store
         self.journals: dict[str, StateJournal] = {}
-        self.restored: dict[str, int] = {}  # device id -> journal entries replayed (for the log)
         if not store.durable:
             return
         for device_id, driver in lab.devices.items():
@@ -62,7 +61,6 @@ class DurableDevices:
             log.info("device %s: restored programmed state (snapshot %s, %d journal entries)", device_id,
                      "yes" if saved.snapshot is not None else "no", len(saved.journal))
         self.store.claim_device(device_id, identity)
-        self.restored[device_id] = len(saved.journal)
         return StateJournal(driver.export_state())
 
     def persist_write(self, device_id: str, driver: Driver, operation: str, idempotency_key: str | None,
