@@ -58,6 +58,8 @@ def test_second_user_queues_and_gets_the_device_on_release(shared_lab: SharedLab
         assert bob.seen[0]["estimated_wait_s"] >= 0
         listed = {d["id"]: d for d in alice.devices()}[DEVICE]
         assert listed["holder"] == "alice" and listed["queue_length"] == 1
+        metrics = httpx.get(f"{shared_lab.url}/metrics").text  # public, like /v1/health
+        assert f'spinhil_queue_length{{device="{DEVICE}"}} 1.0' in metrics
         time.sleep(0.5)
         assert bob.lease is None  # still waiting while alice holds it
         released_at = time.monotonic()

@@ -37,4 +37,5 @@ async def health(ctx: Ctx) -> dict[str, Any]:
 async def metrics(ctx: Ctx) -> Response:
     for device_id in ctx.lab.devices:
         ctx.metrics.leased.labels(device_id).set(1 if ctx.leases.current(device_id) else 0)
+        ctx.metrics.queued.labels(device_id).set(ctx.leases.queue_length(device_id))
     return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
