@@ -96,6 +96,13 @@ class Unseeded(EmulatedCrossbar):
         return result
 
 
+class LossyRestore(EmulatedCrossbar):
+    """Restores the programmed conductances through float32: close, but not the state it exported."""
+
+    def restore_state(self, state: Mapping[str, np.ndarray]) -> None:
+        super().restore_state({k: v.astype(np.float32).astype(np.float64) for k, v in state.items()})
+
+
 @pytest.mark.parametrize(
     ("broken", "rule"),
     [
@@ -105,6 +112,7 @@ class Unseeded(EmulatedCrossbar):
         (NonIdempotentWrite, "idempotent-writes"),
         (LeakyRefusal, "state-untouched"),
         (Unseeded, "determinism"),
+        (LossyRestore, "state-restore"),
     ],
 )
 def test_a_broken_driver_fails_the_rule_it_breaks(broken: type[EmulatedCrossbar], rule: str) -> None:

@@ -116,3 +116,13 @@ class RecordingDriver(Driver):
 
     def read_weights(self) -> OpResult:
         return self._call("read_weights", {}, self.inner.read_weights)
+
+    # non-volatile state: the wrapped device's, so a mock survives a restart like what it wraps
+    def export_state(self) -> dict[str, np.ndarray]:
+        return self.inner.export_state()
+
+    def restore_state(self, state: Mapping[str, np.ndarray]) -> None:
+        self._call("restore_state", {}, lambda: (self.inner.restore_state(state), OpResult({}))[1])
+
+    def state_identity(self) -> str:
+        return self.inner.state_identity()

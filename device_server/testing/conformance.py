@@ -52,6 +52,8 @@ RULES: dict[str, str] = {
     "read-after-program": "read_weights agrees with the achieved weights, and those with the targets, within the "
                           "declared noise",
     "determinism": "two devices built from the same entry and seed answer the same calls identically",
+    "state-restore": "export_state/restore_state (where implemented) round-trip the programmed state bit for bit "
+                     "into a fresh device; a state that does not fit is refused with ValueError and changes nothing",
 }
 #: How far beyond a limit the kit probes, as a fraction of the limit's scale.
 PROBE_MARGIN = 0.5
@@ -136,7 +138,46 @@ def run_conformance(driver_cls: type[Driver], entry: Mapping[str, Any], name: st
     app = create_app(Settings(latency="virtual", open=True, ephemeral=True), lab)  # a private, forgotten server
     with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=60) as http:
         _Session(http, declaration, report).run()
+    if driver_cls.export_state is not Driver.export_state:
+        try:
+            _check_state_restore(driver_cls, entry, twins[0], report)
+        except Exception as exc:  # noqa: BLE001
+            report.fail("state-restore", f"{type(exc).__name__}: {exc}")
     return report
+
+
+def _check_state_restore(driver_cls: type[Driver], entry: Mapping[str, Any], used: Driver,
+                         report: ConformanceReport) -> None:
+    """What the server persists after a write must bring a fresh device back to the same weights.
+
+    Checked in-process: the server's store only moves these arrays to disk and back (issue 8's
+    tests kill it to prove that); whether they *are* the device's state is the driver's part.
+    """
+    report.checked.add("state-restore")
+    state = {k: np.array(v, copy=True) for k, v in used.export_state().items()}
+    fresh = driver_cls.from_lab_entry("kit-c", dict(entry))
+    before = {k: np.array(v, copy=True) for k, v in fresh.export_state().items()}
+    bad = {k: v[..., :0] for k, v in state.items()}  # right names, wrong shapes
+    try:
+        fresh.restore_state(bad)
+        report.fail("state-restore", "restore_state accepted arrays of the wrong shape")
+    except ValueError:
+        if _first_difference(before, fresh.export_state()):
+            report.fail("state-restore", "a refused restore_state changed the device")
+    fresh.restore_state(state)
+    diff = _first_difference(state, fresh.export_state())
+    if diff:
+        report.fail("state-restore", f"the restored state differs from the exported one at {diff}")
+    if "read_weights" in used.capabilities:
+        mine, theirs = fresh.read_weights().arrays, used.read_weights().arrays
+        diff = _first_difference(mine, theirs) if not _declared_read_noise(used) else None
+        if diff:
+            report.fail("state-restore", f"a fresh device given the exported state reads other weights (at {diff})")
+
+
+def _declared_read_noise(driver: Driver) -> bool:
+    stds = ((driver.declaration().get("noise") or {}).get("read_weights") or {}).get("std") or {}
+    return any(float(v) > 0 for v in stds.values())
 
 
 class _Session:
