@@ -48,8 +48,12 @@ class AuditMiddleware:
             await self.app(scope, receive, send)
             return
 
+        started = False
+
         async def send_wrapper(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 record = self._record(scope, message)
                 if record is not None:
                     # a call that changed something waits for the disk; a measurement or a refusal need not
@@ -57,16 +61,25 @@ class AuditMiddleware:
                     await anyio.to_thread.run_sync(self.store.append_audit, record, changed)
             await send(message)
 
-        await self.app(scope, receive, send_wrapper)
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception:
+            # an unexpected error is answered 500 by the outermost middleware, after this one:
+            # record it here, so the calls most in need of a record are not the ones missing
+            if not started:
+                record = self._record(scope, {"status": 500, "headers": []}, always=True)
+                if record is not None:
+                    await anyio.to_thread.run_sync(self.store.append_audit, record, True)
+            raise
 
-    def _record(self, scope: Scope, message: Message) -> dict[str, Any] | None:
+    def _record(self, scope: Scope, message: Message, always: bool = False) -> dict[str, Any] | None:
         state = scope.get("state", {})
         status = int(message["status"])
         route = scope.get("route")
         action = getattr(route, "name", None)
         info: dict[str, Any] = state.get("audit", {})
         operation = "device_time_s" in info
-        if scope["method"] not in WRITE_METHODS and status not in REFUSED and not operation:
+        if not always and scope["method"] not in WRITE_METHODS and status not in REFUSED and not operation:
             return None
         headers = dict(scope.get("headers") or [])
         principal = state.get("principal")

@@ -15,7 +15,6 @@ a known key whose role lacks the scope → 403. With ``--open`` every caller act
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 import time
@@ -27,6 +26,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 
 from device_server.errors import Forbidden, Unauthorized
+from device_server.leases import token_sha256
 from device_server.store import Store
 
 #: What each scope allows.
@@ -65,10 +65,6 @@ class Principal:
 OPEN = Principal(key_id="open", name="open", role="admin", scopes=ROLES["admin"])
 
 
-def secret_sha256(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 def create_key(store: Store, name: str, role: str, expires_in_s: float | None = None,
                quota_device_s: float | None = None, now: float | None = None) -> tuple[str, dict[str, Any]]:
     """Make a key; returns the full key text (shown once) and its stored row (without the secret)."""
@@ -83,7 +79,7 @@ def create_key(store: Store, name: str, role: str, expires_in_s: float | None = 
     now = time.time() if now is None else now
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
-    row = {"key_id": key_id, "name": name, "role": role, "secret_sha256": secret_sha256(secret),
+    row = {"key_id": key_id, "name": name, "role": role, "secret_sha256": token_sha256(secret),
            "created_at": now, "expires_at": None if expires_in_s is None else now + expires_in_s,
            "last_used_at": None, "revoked_at": None, "quota_device_s": quota_device_s}
     store.add_key(row)
@@ -125,7 +121,7 @@ class Authenticator:
         request.state.claimed_key_id = key_id
         row = self.store.key(key_id)
         now = time.time()
-        if row is None or not secrets.compare_digest(row["secret_sha256"], secret_sha256(secret)):
+        if row is None or not secrets.compare_digest(row["secret_sha256"], token_sha256(secret)):
             raise Unauthorized(f"unknown API key {key_id}", field="Authorization",
                                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
         status = key_status(row, now)

@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ctx = app.state.ctx
     logging.getLogger("device_server").info(
-        "state: %s (%s); %s", ctx.store.url, "durable" if ctx.store.durable else "in memory, lost at exit",
+        "state: %s (%s); %s", ctx.store.engine.url.render_as_string(hide_password=True), "durable" if ctx.store.durable else "in memory, lost at exit",
         "OPEN: no API keys required" if settings.open else "API keys required")
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False)
     return 0

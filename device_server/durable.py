@@ -85,6 +85,18 @@ class DurableDevices:
         elif journal is not None:
             journal.accept(changes)
 
+    def rollback(self, device_id: str, driver: Driver) -> None:
+        """Put the device back to its last persisted state after a write that was not acknowledged.
+
+        A write the driver applied but the server could not make durable (or that broke the
+        contract) must not become durable later as part of the next write's diff, nor be applied
+        twice by a retry. Without a journal (an ephemeral server) there is nothing to go back to.
+        """
+        journal = self.journals.get(device_id)
+        if journal is not None:
+            driver.restore_state({name: np.array(a, copy=True) for name, a in journal.persisted.items()})
+            log.warning("device %s: a write that was not acknowledged was rolled back", device_id)
+
     def recall(self, device_id: str, operation: str, key: str, fingerprint: str) -> dict[str, Any] | None:
         """The stored answer of a write made under ``key`` (before a restart); ``None`` if unknown.
 

@@ -47,6 +47,7 @@ ENDED_TICKETS = 10_000
 
 
 def token_sha256(token: str) -> str:
+    """What is stored of a secret (lease token, API key): its SHA-256, never the secret itself."""
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 

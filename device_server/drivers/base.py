@@ -79,8 +79,8 @@ class OpResult:
     report: dict[str, Any] = field(default_factory=dict)
 
 
-#: The Driver methods that implement the operations of the contract.
-OPERATION_METHODS = ("forward", "relax", "program", "update", "read_weights")
+#: The Driver methods that implement the operations of the contract (and keep non-volatile state).
+OPERATION_METHODS = ("forward", "relax", "program", "update", "read_weights", "export_state", "restore_state")
 
 
 class Driver(ABC):

@@ -30,7 +30,7 @@ async def read_audit(
     idempotency_key: Annotated[str | None, Query(max_length=200)] = None,
     since: Annotated[float | None, Query(description="[s] Unix time, inclusive")] = None,
     until: Annotated[float | None, Query(description="[s] Unix time, exclusive")] = None,
-    after_id: Annotated[int, Query(ge=0, description="only records after this id (paging)")] = 0,
+    after_id: Annotated[int, Query(ge=0, le=2**63 - 1, description="only records after this id (paging)")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     filters = {"key_id": key_id, "device_id": device_id, "lease_id": lease_id, "action": action,

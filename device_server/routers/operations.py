@@ -50,7 +50,8 @@ IdempotencyKey = Annotated[
 ]
 Fencing = Annotated[
     int | None,
-    Header(alias="X-Lease-Fencing", description="the lease's fencing number; a stale one is refused (409)"),
+    Header(alias="X-Lease-Fencing", ge=0, le=2**63 - 1,
+           description="the lease's fencing number; a stale one is refused (409)"),
 ]
 Operator = Annotated[Principal, Security(authorize, scopes=["operate:devices"])]
 Programmer = Annotated[Principal, Security(authorize, scopes=["program:devices"])]
@@ -91,6 +92,11 @@ async def run_operation(
     clipped: dict[str, int] = {}
     call = await run_in_threadpool(prepare, payload, driver.declaration(), clipped)
     fingerprint = ctx.idempotency.fingerprint(body) if idempotency_key else ""  # keyed by operation already
+    principal = getattr(request.state, "principal", None)
+    owner = principal.key_id if principal else ""
+    sent_key = idempotency_key
+    if idempotency_key and owner:  # one caller's key never answers another caller's request
+        idempotency_key = f"{owner}:{idempotency_key}"
 
     async with ctx.lock(device_id):
         lease = ctx.leases.check(device_id, token, fencing)  # again: the lease may have lapsed while we waited
@@ -103,37 +109,41 @@ async def run_operation(
                     stored = await run_in_threadpool(ctx.durable.recall, device_id, operation, idempotency_key,
                                                      fingerprint)
                 except ValueError:
-                    raise InvalidInput(f"Idempotency-Key {idempotency_key!r} was already used for a different "
+                    raise InvalidInput(f"Idempotency-Key {sent_key!r} was already used for a different "
                                        f"{operation} request", field="Idempotency-Key") from None
             if stored is not None:
                 return await encoded_off_loop(request, stored, headers={"Idempotent-Replayed": "true"})
         t0 = time.perf_counter()
-        result = await run_in_threadpool(call, driver)
-        wall = time.perf_counter() - t0
-        broken = report_problems(result.report)
-        if broken:
-            raise ContractViolation("provenance", "; ".join(broken))
-        info = driver.describe_brief()
-        report = {
-            **result.report,
-            "operation": operation,
-            "device_id": device_id,
-            "driver": info["driver"],
-            "model_version": info["model_version"],
-            "seed": info["seed"],
-            "lease_id": lease.lease_id,
-            "fencing": lease.fencing,
-            "request_id": getattr(request.state, "request_id", ""),
-            "wall_time_s": wall,
-        }
-        if clipped:
-            report["clipped"] = clipped
-        content = {**result.arrays, "report": report}
-        request.state.audit |= {"device_time_s": report["device_time_s"], "energy_j": report["energy_j"]}
-        if operation in WRITES:  # on disk before it is answered (device lock still held)
-            owner = getattr(request.state, "principal", None)
-            await run_in_threadpool(ctx.durable.persist_write, device_id, driver, operation, idempotency_key,
-                                    owner.key_id if owner else "", fingerprint, content)
+        try:
+            result = await run_in_threadpool(call, driver)
+            wall = time.perf_counter() - t0
+            broken = report_problems(result.report)
+            if broken:
+                raise ContractViolation("provenance", "; ".join(broken))
+            info = driver.describe_brief()
+            report = {
+                **result.report,
+                "operation": operation,
+                "device_id": device_id,
+                "driver": info["driver"],
+                "model_version": info["model_version"],
+                "seed": info["seed"],
+                "lease_id": lease.lease_id,
+                "fencing": lease.fencing,
+                "request_id": getattr(request.state, "request_id", ""),
+                "wall_time_s": wall,
+            }
+            if clipped:
+                report["clipped"] = clipped
+            content = {**result.arrays, "report": report}
+            request.state.audit |= {"device_time_s": report["device_time_s"], "energy_j": report["energy_j"]}
+            if operation in WRITES:  # on disk before it is answered (device lock still held)
+                await run_in_threadpool(ctx.durable.persist_write, device_id, driver, operation, idempotency_key,
+                                        owner, fingerprint, content)
+        except BaseException:
+            if operation in WRITES:  # not acknowledged: the device goes back to what is on disk
+                await run_in_threadpool(ctx.durable.rollback, device_id, driver)
+            raise
         if idempotency_key:
             ctx.idempotency.store(device_id, operation, idempotency_key, fingerprint, content)
         m = ctx.metrics

@@ -453,7 +453,7 @@ class _Session:
                 if r.status_code != 422 or not str(problem.get("field", "")).startswith(field):
                     self.report.fail("limits", f"{op}: {field} beyond the limit of {name!r} answered {r.status_code} "
                                      f"(field {problem.get('field')!r}), expected 422 naming {field!r}")
-                self._still_twins(f"after a refused {op} ({field})")
+                self._after_refusal(r, method, op, body, f"after a refused {op} ({field})")
             else:
                 if r.status_code != 200:
                     self.report.fail("limits", f"{op}: {field} beyond a clip limit answered {r.status_code}")
@@ -464,11 +464,12 @@ class _Session:
                 self.ok("limits", "kit-b", method, op, body)  # keep the twins in step
         if "forward" in self.caps:  # refused by the driver itself (a layer it does not have)
             n_layers = len(self.topology["sizes"]) - 1
-            r = self.call("kit-a", "POST", "forward", {"x": self.x(3, self.topology["sizes"][0]), "layers": [n_layers]})
+            body = {"x": self.x(3, self.topology["sizes"][0]), "layers": [n_layers]}
+            r = self.call("kit-a", "POST", "forward", body)
             if not 400 <= r.status_code < 500 or _json(r).get("field") != "layers":
                 self.report.fail("limits", f"forward of layer {n_layers} (beyond the topology) answered "
                                  f"{r.status_code}, expected a 4xx naming 'layers'")
-            self._still_twins("after a forward refused for a layer the device does not have")
+            self._after_refusal(r, "POST", "forward", body, "after a forward refused for a layer the device does not have")
         rejecting = [n for n in self.topology.get("weights") or [] if self.limits[n].get("policy", "reject") == "reject"]
         if "program" in self.caps and rejecting:  # a refused write with one bad array among good ones writes nothing
             body = {"weights": self.weights()}
@@ -477,7 +478,14 @@ class _Session:
             r = self.call("kit-a", "PUT", "program", body)
             if r.status_code != 422:
                 self.report.fail("limits", f"program with {name} beyond its limit answered {r.status_code}")
-            self._still_twins("after a refused program of several arrays")
+            self._after_refusal(r, "PUT", "program", body, "after a refused program of several arrays")
+
+    def _after_refusal(self, r: httpx.Response, method: str, op: str, body: dict, when: str) -> None:
+        """A refused call must have changed nothing; one wrongly answered is sent to the twin too."""
+        if r.status_code < 400:  # already a `limits` failure: keep the twins in step, judge nothing more
+            self.call("kit-b", method, op, body)
+            return
+        self._still_twins(when)
 
     def _still_twins(self, when: str) -> None:
         if self.diverged or "determinism" in self.report.failures:
