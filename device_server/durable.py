@@ -61,6 +61,11 @@ class DurableDevices:
             log.info("device %s: restored programmed state (snapshot %s, %d journal entries)", device_id,
                      "yes" if saved.snapshot is not None else "no", len(saved.journal))
         self.store.claim_device(device_id, identity)
+        if saved.snapshot is None and not saved.journal:
+            # first start: the base the journal will apply to is on disk too, not rebuilt by
+            # whatever code runs the next start (a changed model must not mix old and new cells)
+            with self.store.transaction() as conn:
+                self.store.snapshot(conn, device_id, identity, fresh)
         return StateJournal(driver.export_state())
 
     def persist_write(self, device_id: str, driver: Driver, operation: str, idempotency_key: str | None,
