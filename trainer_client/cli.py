@@ -4,6 +4,9 @@ Commands:
 
 - ``hil-train demo [--url URL] [--out DIR] [--ideal]`` — EP on scikit-learn's digits on
   ``crossbar-digits``. Without ``--url`` it starts a real device server on a free loopback port.
+- ``hil-train ff`` / ``hil-train scff`` — Forward-Forward (supervised) and Self-Contrastive
+  Forward-Forward (unsupervised, judged by a linear probe beside the random device) from
+  ``forward`` measurements only; their own server without ``--url``.
 - ``hil-train devices [--url URL]`` — the lab's devices and who holds them.
 - ``hil-train download mnist --data-dir DIR`` — fetch MNIST (machines with internet only).
 """
@@ -82,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--encoding", choices=["msgpack", "json"], default="msgpack")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
 
+    add_forward_only_commands(sub)
+
     devices = sub.add_parser("devices", help="list the lab's devices")
     devices.add_argument("--url", default="http://127.0.0.1:8000")
     devices.add_argument("--api-key", help="API key (default: $SPINHIL_API_KEY)")
@@ -90,6 +95,74 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("dataset", choices=["mnist"])
     dl.add_argument("--data-dir", type=Path, required=True)
     return p
+
+
+# ---------------------------------------------------------------- ff / scff (forward-only protocols)
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer widths, e.g. 256,256, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"layer widths must be positive integers, got {text!r}")
+    return sizes
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {value}")
+    return value
+
+
+def add_forward_only_commands(sub: Any) -> None:
+    """``hil-train ff`` and ``hil-train scff``: the same options, each with its own defaults."""
+    from trainer_client.forward_runs import DEFAULTS
+
+    about = {
+        "ff": ("Forward-Forward (Hinton 2022): label in the input, wrong-label negatives, layer-local goodness",
+               "Train Forward-Forward on an emulated MTJ crossbar over HTTP, one layer per forward request; "
+               "reports the network's and each layer's test accuracy; writes report.json and curves.png."),
+        "scff": ("Self-Contrastive Forward-Forward (no labels), judged by a linear probe beside the random device",
+                 "Train SCFF (Chen et al. 2025) on an emulated MTJ crossbar over HTTP: positives (x, x), negatives "
+                 "(x, x') from the batch, the device sent (x + x')/2; a LogisticRegression probe on standardised "
+                 "features is reported beside the same probe on the same device with its random initial weights."),
+    }
+    for protocol, (short, long) in about.items():
+        d = DEFAULTS[protocol]
+        p = sub.add_parser(protocol, help=short, description=long)
+        p.add_argument("--url", help="device server to use (default: start one on a free loopback port)")
+        p.add_argument("--device", help=f"device id (default {protocol}-<dataset>, the embedded server's device)")
+        p.add_argument("--out", type=Path, help=f"output folder (default runs/<timestamp>-{protocol}/)")
+        p.add_argument("--dataset", choices=["digits", "mnist"], default="digits")
+        p.add_argument("--data-dir", help="folder with the MNIST IDX files (default $SPINHIL_DATA_DIR)")
+        p.add_argument("--train-samples", type=_positive_int, help="train on the first N training samples only")
+        p.add_argument("--preset", choices=["default-v1", "ideal"], default="default-v1",
+                       help="non-idealities of the embedded server's device")
+        p.add_argument("--set", dest="overrides", action="append", metavar="NAME=VALUE",
+                       help="change one device setting of the embedded server (repeatable), e.g. --set read_std=0.02")
+        p.add_argument("--device-seed", type=int, default=1, help="fabrication and noise seed of the embedded device")
+        p.add_argument("--hidden", type=_sizes, default=d["hidden"], help="hidden layer widths, e.g. 256,256")
+        p.add_argument("--epochs", type=_positive_int, default=d["epochs"])
+        p.add_argument("--batch-size", type=_positive_int, default=d["batch_size"])
+        p.add_argument("--lr", type=_positive_float, default=d["lr"], help="Adam step size")
+        p.add_argument("--threshold", type=_fraction, default=d["threshold"], help="goodness threshold θ (mean y²)")
+        p.add_argument("--sharpness", type=_positive_float, default=d["sharpness"], help="α in σ(α(G − θ))")
+        if protocol == "ff":
+            p.add_argument("--label-scale", type=_positive_float, default=1.0,
+                           help="drive of the label inputs (at most the device's input limit)")
+        p.add_argument("--eval-every", type=int, default=1 if protocol == "ff" else 0,
+                       help="test every N epochs (0: only after the last)" + ("" if protocol == "ff" else
+                                                                              "; each is a probe fit"))
+        p.add_argument("--software", action="store_true",
+                       help="train the software reference (same network, float64, no device) instead")
+        p.add_argument("--seed", type=int, default=0, help="initial weights, negatives and batch order")
+        p.add_argument("--encoding", choices=["msgpack", "json"], default="msgpack")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+        p.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
 def run_demo(args: argparse.Namespace) -> dict[str, Any]:
@@ -161,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "demo":
             run_demo(args)
+        elif args.command in ("ff", "scff"):
+            from trainer_client.forward_runs import parse_overrides, run_protocol
+
+            run_protocol(args, args.command, parse_overrides(args.overrides))
         elif args.command == "devices":
             with DeviceClient(args.url, api_key=args.api_key) as client:
                 for d in client.devices():

@@ -86,8 +86,9 @@ class LayerwiseTrainer:
     def program(self) -> None:
         self.layers.program(self.weights)
 
-    def train_layers(self, u: np.ndarray, sign: np.ndarray) -> StepStats:
-        """Measure every layer once on positives and negatives, then update every layer.
+    def measure(self, u: np.ndarray, sign: np.ndarray) -> tuple[dict[str, np.ndarray], StepStats]:
+        """Program the weights, measure every layer once on positives and negatives, and return
+        every layer's local gradient (``W0, b0, …``) with the batch statistics; nothing is updated.
 
         ``u`` holds the first layer's inputs, ``sign`` +1 for positive rows and −1 for negative
         ones; :meth:`next_inputs` builds each next layer's from the measured outputs.
@@ -104,7 +105,12 @@ class LayerwiseTrainer:
             stats.goodness_neg.append(float(np.mean(g[sign < 0])))
             if k + 1 < self.n_layers:
                 u, sign = self.next_inputs(y, u, sign)
+        return grads, stats
+
+    def train_layers(self, u: np.ndarray, sign: np.ndarray) -> StepStats:
+        """:meth:`measure`, then one Adam step on every layer (projected onto the device's weight range)."""
+        grads, stats = self.measure(u, sign)
         self.optimizer.step(self.weights, grads)
-        for name, w in self.weights.items():  # projected step: hidden weights stay in the device's range
+        for name, w in self.weights.items():
             np.clip(w, -self.layers.w_max[int(name[1:])], self.layers.w_max[int(name[1:])], out=w)
         return stats
