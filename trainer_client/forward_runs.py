@@ -72,7 +72,7 @@ def lab_toml(device_id: str, sizes: list[int], preset: str, seed: int, overrides
         return ("true" if v else "false") if isinstance(v, bool) else json.dumps(v)
 
     lines = ["[lab]", f'name = "hil-train-{device_id}"', "", "[[devices]]", f'id = "{device_id}"',
-             'kind = "mtj-crossbar"', f"preset = {json.dumps(preset)}", f"seed = {int(seed)}",
+             'driver = "mtj-crossbar"', f"preset = {json.dumps(preset)}", f"seed = {int(seed)}",
              f"topology = {{ sizes = {json.dumps([int(n) for n in sizes])} }}"]
     if overrides:
         lines.append("overrides = { " + ", ".join(f"{k} = {value(v)}" for k, v in overrides.items()) + " }")
