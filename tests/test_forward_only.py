@@ -23,7 +23,7 @@ from tests.conftest import write_lab
 from trainer_client.client import DeviceClient
 from trainer_client.forward_runs import default_args, lab_toml, parse_overrides
 from trainer_client.local_server import LocalServer
-from trainer_client.protocols.ff import FFTrainer, wrong_labels
+from trainer_client.protocols.ff import FFTrainer, hard_wrong_labels, wrong_labels
 from trainer_client.protocols.forward_only import ForwardOnlyConfig, LayerwiseTrainer
 from trainer_client.protocols.goodness import GoodnessLoss, STNOActivation, normalise
 from trainer_client.protocols.layers import DeviceLayers, SoftwareLayers
@@ -151,6 +151,16 @@ def test_negatives_never_carry_the_true_label_and_cover_the_others() -> None:
     assert not np.any(wrong == labels)
     counts = np.bincount(wrong[labels == 3], minlength=10)
     assert counts[3] == 0 and counts[[c for c in range(10) if c != 3]].min() > 150  # ~222 each
+
+
+def test_hard_negatives_follow_the_networks_own_preference_and_never_the_truth() -> None:
+    rng = np.random.default_rng(1)
+    labels = np.zeros(20000, dtype=np.int64)
+    logits = np.tile(np.log([50.0, 3.0, 1.0, 1.0]), (20000, 1))  # the true label 0 is the most plausible
+    wrong = hard_wrong_labels(labels, logits, rng)
+    assert not np.any(wrong == 0)
+    share = np.bincount(wrong, minlength=4) / len(wrong)
+    np.testing.assert_allclose(share, [0.0, 0.6, 0.2, 0.2], atol=0.015)  # softmax over the wrong labels
 
 
 def test_scff_partners_are_other_samples_of_the_batch() -> None:

@@ -154,6 +154,10 @@ def add_forward_only_commands(sub: Any) -> None:
         if protocol == "ff":
             p.add_argument("--label-scale", type=_positive_float, default=1.0,
                            help="drive of the label inputs (at most the device's input limit)")
+            p.add_argument("--label-repeat", type=_positive_int, default=1,
+                           help="write the one-hot label this many times (more drive per label)")
+            p.add_argument("--negatives", choices=["random", "hard"], default="random",
+                           help="wrong label uniform, or drawn from the network's own goodness (Hinton's hard negatives)")
         p.add_argument("--eval-every", type=int, default=1 if protocol == "ff" else 0,
                        help="test every N epochs (0: only after the last)" + ("" if protocol == "ff" else
                                                                               "; each is a probe fit"))

@@ -79,9 +79,9 @@ def lab_toml(device_id: str, sizes: list[int], preset: str, seed: int, overrides
     return "\n".join(lines) + "\n"
 
 
-def network_sizes(protocol: str, data: Dataset, hidden: list[int]) -> list[int]:
-    n_in = data.x_train.shape[1] + (data.n_classes if protocol == "ff" else 0)
-    return [n_in, *hidden]
+def network_sizes(args: argparse.Namespace, protocol: str, data: Dataset) -> list[int]:
+    n_in = data.x_train.shape[1] + (data.n_classes * args.label_repeat if protocol == "ff" else 0)
+    return [n_in, *args.hidden]
 
 
 @dataclass
@@ -146,7 +146,7 @@ def run_protocol(args: argparse.Namespace, protocol: str, overrides: Mapping[str
     overrides = dict(overrides or {})
     out_dir = args.out or Path("runs") / datetime.now().strftime(f"%Y%m%d-%H%M%S-{protocol}")
     data = _data(args)
-    sizes = network_sizes(protocol, data, args.hidden)
+    sizes = network_sizes(args, protocol, data)
     config = _config(args)
     log = print if not args.quiet else (lambda _line: None)
     t0 = time.perf_counter()
@@ -156,7 +156,8 @@ def run_protocol(args: argparse.Namespace, protocol: str, overrides: Mapping[str
             f"{len(data.x_train)} {data.name} samples, testing on {len(data.x_test)}")
         extra: dict[str, Any] = {}
         if protocol == "ff":
-            trainer: FFTrainer | SCFFTrainer = FFTrainer(s.layers, config, data.n_classes, args.label_scale)
+            trainer: FFTrainer | SCFFTrainer = FFTrainer(s.layers, config, data.n_classes, args.label_scale,
+                                                           args.label_repeat, args.negatives)
 
             def evaluate(epoch: int) -> dict:
                 due = args.eval_every > 0 and epoch % args.eval_every == 0
@@ -212,7 +213,9 @@ def run_protocol(args: argparse.Namespace, protocol: str, overrides: Mapping[str
             "device_seed": s.info.get("seed"),
             "hyperparameters": {"threshold": args.threshold, "sharpness": args.sharpness, "lr": args.lr,
                                 "batch_size": args.batch_size, "optimizer": "adam", "encoding": args.encoding,
-                                **({"label_scale": args.label_scale} if protocol == "ff" else {}),
+                                **({"label_scale": args.label_scale, "label_repeat": args.label_repeat,
+                                    "negatives": args.negatives}
+                                   if protocol == "ff" else {}),
                                 **({"probe": "StandardScaler + LogisticRegression(max_iter=1000)"}
                                    if protocol == "scff" else {})},
             "device": {k: s.info.get(k) for k in ("kind", "topology", "model_version", "calibration_id", "driver")},
