@@ -215,9 +215,13 @@ def test_one_epoch_writes_report_and_plot(tmp_path: Path) -> None:
     """The command as a user runs it: report keys, per-layer goodness, and the plot."""
     out = tmp_path / "run"
     subprocess.run([sys.executable, "-m", "trainer_client.cli", "ff", "--epochs", "2", "--hidden", "32,16",
-                    "--out", str(out), "--no-progress", "--quiet"], check=True, timeout=300)
+                    "--label-repeat", "2", "--negatives", "hard", "--out", str(out), "--no-progress", "--quiet"],
+                   check=True, timeout=300)
     report = json.loads((out / "report.json").read_text())
-    assert report["sizes"] == [74, 32, 16] and len(report["layer_accuracy"]) == 2
+    assert report["sizes"] == [84, 32, 16] and len(report["layer_accuracy"]) == 2
+    # per epoch: 23 batches, each a program and the 10-label table (a forward per layer), then the step's
+    # forward per layer on the weights already there; and the test table (a program, a forward per layer)
+    assert report["device_calls"] == 2 * (23 * (1 + 2 + 2) + (1 + 2))
     assert len(report["history"]) == 2 and len(report["history"][-1]["goodness_pos"]) == 2
     assert report["device_calls"] > 0 and report["energy_j"] > 0
     assert (out / "curves.png").stat().st_size > 10_000 and (out / "lab.toml").is_file()

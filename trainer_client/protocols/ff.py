@@ -87,14 +87,15 @@ class FFTrainer(LayerwiseTrainer):
         """One FF step on a batch: positives with the true label, as many negatives with a wrong one
         (uniform, or with ``negatives="hard"`` drawn from the network's own goodness of each label,
         measured on the device for the batch first: ``n_classes`` more forward passes)."""
-        if self.negatives == "hard":
+        hard = self.negatives == "hard"
+        if hard:  # programs the current weights, which the step then measures
             logits = self.loss.sharpness * (self.goodness_table(x).mean(axis=2) - self.loss.threshold)
             negatives = hard_wrong_labels(labels, logits, self.rng)
         else:
             negatives = wrong_labels(labels, self.n_classes, self.rng)
         u = np.vstack([self.embed(x, labels), self.embed(x, negatives)])
         sign = np.concatenate([np.ones(len(x)), -np.ones(len(x))])
-        return self.train_layers(u, sign)
+        return self.train_layers(u, sign, program=not hard)
 
     def goodness_table(self, x: np.ndarray, rows_per_call: int = 4096) -> np.ndarray:
         """Goodness ``(n_samples, n_classes, n_layers)`` of every image shown with every label.

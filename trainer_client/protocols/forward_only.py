@@ -86,14 +86,16 @@ class LayerwiseTrainer:
     def program(self) -> None:
         self.layers.program(self.weights)
 
-    def measure(self, u: np.ndarray, sign: np.ndarray) -> tuple[dict[str, np.ndarray], StepStats]:
+    def measure(self, u: np.ndarray, sign: np.ndarray, program: bool = True) -> tuple[dict[str, np.ndarray], StepStats]:
         """Program the weights, measure every layer once on positives and negatives, and return
         every layer's local gradient (``W0, b0, …``) with the batch statistics; nothing is updated.
 
         ``u`` holds the first layer's inputs, ``sign`` +1 for positive rows and −1 for negative
-        ones; :meth:`next_inputs` builds each next layer's from the measured outputs.
+        ones; :meth:`next_inputs` builds each next layer's from the measured outputs. ``program=False``:
+        the current weights are on the device already.
         """
-        self.program()
+        if program:
+            self.program()
         stats = StepStats()
         grads: dict[str, np.ndarray] = {}
         for k in range(self.n_layers):
@@ -107,9 +109,9 @@ class LayerwiseTrainer:
                 u, sign = self.next_inputs(y, u, sign)
         return grads, stats
 
-    def train_layers(self, u: np.ndarray, sign: np.ndarray) -> StepStats:
+    def train_layers(self, u: np.ndarray, sign: np.ndarray, program: bool = True) -> StepStats:
         """:meth:`measure`, then one Adam step on every layer (projected onto the device's weight range)."""
-        grads, stats = self.measure(u, sign)
+        grads, stats = self.measure(u, sign, program)
         self.optimizer.step(self.weights, grads)
         for name, w in self.weights.items():
             np.clip(w, -self.layers.w_max[int(name[1:])], self.layers.w_max[int(name[1:])], out=w)

@@ -49,9 +49,12 @@ class DeviceLayers:
         self.input_max = float(limits["x"]["max"])
         self.max_batch = int(limits["batch"]["max"])
         self.max_work = int(limits["work"]["max"])
+        #: the device computes in this type: arrays travel in it (half the bytes of float64 for float32)
+        self.dtype = np.dtype(info.get("settings", {}).get("dtype", {}).get("value", "float64"))
 
     def program(self, weights: Mapping[str, np.ndarray]) -> None:
-        self.lease.program(clipped(weights, self.w_max), return_achieved=False)
+        self.lease.program({k: w.astype(self.dtype) for k, w in clipped(weights, self.w_max).items()},
+                           return_achieved=False)
 
     def forward_layer(self, k: int, u: np.ndarray) -> np.ndarray:
         """Measured output of layer ``k`` (crossbar ``k`` and its neurons) for inputs ``u``."""
@@ -59,6 +62,7 @@ class DeviceLayers:
             raise ValueError(f"input to layer {k} reaches |x| = {np.max(np.abs(u)):.4g}, beyond the device's "
                              f"limit {self.input_max:.4g}; scale it on the client")
         step = min(self.max_batch, self.max_work)
+        u = u.astype(self.dtype, copy=False)
         outs = [self.lease.forward(u[i:i + step], [k])["outputs"][0] for i in range(0, len(u), step)]
         return np.concatenate(outs) if len(outs) > 1 else outs[0]
 
