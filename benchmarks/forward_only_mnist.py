@@ -29,7 +29,7 @@ TARGETS = {"ff": 0.97, "scff": 0.987}
 #: on MNIST; see the note in docs/cli.md). ``--ff ARGS`` / ``--scff ARGS`` replace them.
 RUNS = {
     "ff": "--hidden 1000 --label-repeat 10 --negatives hard --lr 0.001 --threshold 0.1 --sharpness 100 "
-          "--batch-size 64 --epochs 10",
+          "--batch-size 64 --epochs 10 --eval-every 2",
     "scff": "--hidden 1000 --lr 0.001 --threshold 0.1 --sharpness 100 --batch-size 64 --epochs 2",
 }
 KEEP = ("protocol", "backend", "dataset", "preset", "sizes", "epochs", "train_samples", "test_accuracy",
@@ -61,10 +61,10 @@ def run_one(protocol: str, options: str, software: bool) -> dict:
 def main(argv: list[str] | None = None) -> None:
     opts = parse(argv)
     runs: dict[str, dict] = {}
-    for protocol in ("ff", "scff"):
-        if opts.only and protocol != opts.only:
-            continue
-        for software in (False,) if opts.no_software else (False, True):
+    for software in (False,) if opts.no_software else (False, True):  # the device runs first
+        for protocol in ("ff", "scff"):
+            if opts.only and protocol != opts.only:
+                continue
             name = protocol + ("-software" if software else "")
             r = runs[name] = run_one(protocol, getattr(opts, protocol), software)
             what = f"{name} MNIST {r['sizes']}, {r['epochs']} epochs: test accuracy {100 * r['test_accuracy']:.2f} %"
