@@ -226,3 +226,19 @@ def test_one_epoch_writes_report_and_plot(tmp_path: Path) -> None:
     assert report["device_calls"] > 0 and report["energy_j"] > 0
     assert (out / "curves.png").stat().st_size > 10_000 and (out / "lab.toml").is_file()
     assert default_args("ff").hidden == [256, 256]
+
+
+def test_sweep_runner_takes_another_commands_namespace(tmp_path: Path) -> None:
+    """The sweep hands its own options: ours it lacks keep their defaults; overrides build the device."""
+    import argparse
+
+    from trainer_client.forward_runs import SWEEP_RUNNERS
+
+    sweep_args = argparse.Namespace(command="sweep", protocol="scff", out=tmp_path, epochs=1, hidden=[16],
+                                    quiet=True, no_progress=True, values="0.01,0.02")
+    report = SWEEP_RUNNERS["scff"](sweep_args, {"read_std": 0.02}, 3)
+    assert report["overrides"] == {"read_std": 0.02} and report["seed"] == 3 and report["device_seed"] == 3
+    assert report["sizes"] == [64, 16] and report["epochs"] == 1
+    assert 0.5 < report["random_probe_accuracy"] < 1 and 0.5 < report["test_accuracy"] < 1
+    lab = (tmp_path / "scff-read_std=0.02-seed3" / "lab.toml").read_text()
+    assert "read_std = 0.02" in lab and "seed = 3" in lab

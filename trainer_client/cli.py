@@ -108,6 +108,16 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -121,6 +131,7 @@ def _fraction(text: str) -> float:
 def add_forward_only_commands(sub: Any) -> None:
     """``hil-train ff`` and ``hil-train scff``: the same options, each with its own defaults."""
     from trainer_client.forward_runs import DEFAULTS
+    from trainer_client.protocols.ff import NEGATIVES
 
     about = {
         "ff": ("Forward-Forward (Hinton 2022): label in the input, wrong-label negatives, layer-local goodness",
@@ -156,9 +167,9 @@ def add_forward_only_commands(sub: Any) -> None:
                            help="drive of the label inputs (at most the device's input limit)")
             p.add_argument("--label-repeat", type=_positive_int, default=1,
                            help="write the one-hot label this many times (more drive per label)")
-            p.add_argument("--negatives", choices=["random", "hard"], default="random",
+            p.add_argument("--negatives", choices=NEGATIVES, default="random",
                            help="wrong label uniform, or drawn from the network's own goodness (Hinton's hard negatives)")
-        p.add_argument("--eval-every", type=int, default=1 if protocol == "ff" else 0,
+        p.add_argument("--eval-every", type=_non_negative_int, default=1 if protocol == "ff" else 0,
                        help="test every N epochs (0: only after the last)" + ("" if protocol == "ff" else
                                                                               "; each is a probe fit"))
         p.add_argument("--software", action="store_true",

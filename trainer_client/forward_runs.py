@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import json
 import time
 from collections.abc import Iterator, Mapping
@@ -240,11 +239,18 @@ def run_protocol(args: argparse.Namespace, protocol: str, overrides: Mapping[str
 
 
 def _sweep_run(protocol: str, args: argparse.Namespace, overrides: dict[str, float], seed: int) -> dict:
-    """One point of a sweep: the run with device settings ``overrides`` and ``seed`` (training and device)."""
-    a = copy.copy(args)
+    """One point of a sweep: the run with device settings ``overrides`` and ``seed`` (training and device).
+
+    ``args`` may be another command's namespace (the sweep's): options of ``hil-train <protocol>``
+    it does not carry keep their defaults.
+    """
+    a = default_args(protocol)
+    for name, value in vars(args).items():
+        if hasattr(a, name) and name != "command":
+            setattr(a, name, value)
     a.seed = a.device_seed = int(seed)
     a.url = None  # overrides are applied by building the device: always an embedded server
-    base = args.out or Path("runs") / "sweep"
+    base = args.out if getattr(args, "out", None) else Path("runs") / "sweep"
     tag = "-".join(f"{k}={v}" for k, v in sorted(overrides.items())) or "preset"
     a.out = Path(base) / f"{protocol}-{tag}-seed{seed}"
     return run_protocol(a, protocol, overrides)
