@@ -143,7 +143,7 @@ def _data(args: argparse.Namespace) -> Dataset:
 def run_protocol(args: argparse.Namespace, protocol: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Train ``protocol`` ("ff" or "scff") as the options say; write and return the report."""
     overrides = dict(overrides or {})
-    out_dir = args.out or Path("runs") / datetime.now().strftime(f"%Y%m%d-%H%M%S-{protocol}")
+    out_dir = Path(args.out) if args.out else Path("runs") / datetime.now().strftime(f"%Y%m%d-%H%M%S-{protocol}")
     data = _data(args)
     sizes = network_sizes(args, protocol, data)
     config = _config(args)

@@ -6,8 +6,9 @@ and written ``r`` times, all within the device's input range). Repeating the lab
 crossbar gives it weight: one input can move a neuron's drive by at most ``λ·w_max`` (the
 device's weight range, ``4/√fan_in`` by default: 0.14 for MNIST's 794 inputs), against the
 sum over a hundred lit pixels; ``r`` copies move it ``r`` times as far. A *positive* carries
-the true label, a *negative* the same image
-with a wrong label drawn uniformly among the other classes — never the true one. Each layer
+the true label, a *negative* the same image with a wrong label — never the true one — drawn
+uniformly among the others, or (``negatives="hard"``) in proportion to how plausible the
+network currently finds each wrong label, measured on the device. Each layer
 learns to give positives a goodness above the threshold and negatives one below
 (:mod:`trainer_client.protocols.goodness`), from its own ``forward`` measurement; its
 normalised output is the next layer's input.
@@ -38,7 +39,7 @@ def wrong_labels(labels: np.ndarray, n_classes: int, rng: np.random.Generator) -
 def hard_wrong_labels(labels: np.ndarray, logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A wrong label per sample drawn with probability ``softmax(logits)`` over the wrong labels only.
 
-    Hinton's (2022, §3.3) hard negatives: the labels the network currently finds most plausible
+    Hinton's (2022) hard negatives: the labels the network currently finds most plausible
     are shown most often as negatives. The true label has probability zero.
     """
     z = logits - logits.max(axis=1, keepdims=True)
