@@ -5,8 +5,8 @@ layer's output for an input (DESIGN.md §2, ``forward(x, layers=[k])``). :class:
 does both on a held lease; :class:`SoftwareLayers` is the software reference of the issue —
 the same network (same activation, same weight range), float64, no device.
 
-Both split large batches so that one call stays within the device's declared ``batch`` and
-``work`` limits.
+:class:`DeviceLayers` splits large batches so that one call stays within the device's declared
+``batch`` and ``work`` limits, and sends arrays in the device's own float type.
 """
 
 from __future__ import annotations
