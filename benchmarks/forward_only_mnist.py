@@ -17,6 +17,7 @@ from __future__ import annotations
 from benchmarks import common  # noqa: F401  (one BLAS thread, before NumPy loads)
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import shlex  # noqa: E402
 import tempfile  # noqa: E402
 
@@ -39,7 +40,7 @@ KEEP = ("protocol", "backend", "dataset", "preset", "sizes", "epochs", "train_sa
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.forward_only_mnist")
-    p.add_argument("--only", choices=["ff", "scff"], help="run one protocol only")
+    p.add_argument("--only", choices=["ff", "scff"], help="run one protocol only (the other's last runs are kept)")
     p.add_argument("--ff", default=RUNS["ff"], help="options of hil-train ff")
     p.add_argument("--scff", default=RUNS["scff"], help="options of hil-train scff")
     p.add_argument("--no-software", action="store_true", help="skip the software reference runs")
@@ -61,6 +62,10 @@ def run_one(protocol: str, options: str, software: bool) -> dict:
 def main(argv: list[str] | None = None) -> None:
     opts = parse(argv)
     runs: dict[str, dict] = {}
+    previous = RESULTS / "forward_only_mnist.json"
+    if opts.only and previous.is_file():  # keep the other protocol's runs of the last full run
+        old = json.loads(previous.read_text()).get("runs", {})
+        runs.update({name: r for name, r in old.items() if not name.startswith(opts.only)})
     for software in (False,) if opts.no_software else (False, True):  # the device runs first
         for protocol in ("ff", "scff"):
             if opts.only and protocol != opts.only:
