@@ -146,6 +146,7 @@ def add_forward_only_commands(sub: Any) -> None:
         d = DEFAULTS[protocol]
         p = sub.add_parser(protocol, help=short, description=long)
         p.add_argument("--url", help="device server to use (default: start one on a free loopback port)")
+        p.add_argument("--api-key", help="API key of a shared lab server (default: $SPINHIL_API_KEY)")
         p.add_argument("--device", help=f"device id (default {protocol}-<dataset>, the embedded server's device)")
         p.add_argument("--out", type=Path, help=f"output folder (default runs/<timestamp>-{protocol}/)")
         p.add_argument("--dataset", choices=["digits", "mnist"], default="digits")

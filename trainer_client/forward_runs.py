@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import json
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -114,7 +115,8 @@ def session(args: argparse.Namespace, protocol: str, sizes: list[int], overrides
                 raise ValueError(f"{exc}: {last[0] if last else 'no output'}") from None
             if not args.quiet:
                 print(f"started a device server on {url} (lab: {lab}, log: {out_dir / 'server.log'})")
-        client = stack.enter_context(DeviceClient(url, encoding=args.encoding))
+        run_id = f"{out_dir.name}-{uuid.uuid4().hex[:8]}"  # prefixes every request id: the audit finds the run
+        client = stack.enter_context(DeviceClient(url, encoding=args.encoding, api_key=args.api_key, run_id=run_id))
         health = client.health()
         info = client.describe(device_id)
         if list(info["topology"]["sizes"]) != list(sizes):

@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from trainer_client.client import DeviceClient
@@ -58,13 +59,18 @@ class LocalServer:
                **os.environ, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
         self.url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + self.startup_timeout_s
         with DeviceClient(self.url, retries=0) as client:
-            try:
-                self.health = client.wait_healthy(self.startup_timeout_s)
-            except TransportError:
-                code = self.process.poll()
-                self.stop()
-                raise TransportError(f"hil-server did not become healthy on {self.url} (exit code {code})") from None
+            while True:  # in short waits, so that a server that exited (a refused lab) is reported at once
+                try:
+                    self.health = client.wait_healthy(min(1.0, max(deadline - time.monotonic(), 0.0)))
+                    break
+                except TransportError:
+                    code = self.process.poll()
+                    if code is None and time.monotonic() < deadline:
+                        continue
+                    self.stop()
+                    raise TransportError(f"hil-server did not become healthy on {self.url} (exit code {code})") from None
         return self.url
 
     def stop(self) -> None:
