@@ -31,7 +31,7 @@ TARGETS = {"ff": 0.97, "scff": 0.987}
 RUNS = {
     "ff": "--hidden 1000 --label-repeat 10 --negatives hard --lr 0.001 --threshold 0.1 --sharpness 100 "
           "--batch-size 64 --epochs 10 --eval-every 2",
-    "scff": "--hidden 1000 --lr 0.001 --threshold 0.1 --sharpness 100 --batch-size 64 --epochs 2",
+    "scff": "--hidden 2000,2000 --lr 0.001 --threshold 0.1 --sharpness 100 --batch-size 64 --epochs 2",
 }
 KEEP = ("protocol", "backend", "dataset", "preset", "sizes", "epochs", "train_samples", "test_accuracy",
         "layer_accuracy", "probe_accuracy", "random_probe_accuracy", "probe_gain", "wall_time_s", "device_time_s",
@@ -40,10 +40,11 @@ KEEP = ("protocol", "backend", "dataset", "preset", "sizes", "epochs", "train_sa
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.forward_only_mnist")
-    p.add_argument("--only", choices=["ff", "scff"], help="run one protocol only (the other's last runs are kept)")
+    p.add_argument("--only", choices=["ff", "scff"], help="run one protocol only")
     p.add_argument("--ff", default=RUNS["ff"], help="options of hil-train ff")
     p.add_argument("--scff", default=RUNS["scff"], help="options of hil-train scff")
     p.add_argument("--no-software", action="store_true", help="skip the software reference runs")
+    p.add_argument("--no-device", action="store_true", help="skip the device runs (software references only)")
     return p.parse_args(argv)
 
 
@@ -61,23 +62,22 @@ def run_one(protocol: str, options: str, software: bool) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     opts = parse(argv)
+    backends = [software for software in (False, True) if not (opts.no_software if software else opts.no_device)]
+    plan = [(protocol, software) for software in backends for protocol in ("ff", "scff")  # the device runs first
+            if not opts.only or protocol == opts.only]
     runs: dict[str, dict] = {}
     previous = RESULTS / "forward_only_mnist.json"
-    if opts.only and previous.is_file():  # keep the other protocol's runs of the last full run
-        old = json.loads(previous.read_text()).get("runs", {})
-        runs.update({name: r for name, r in old.items() if not name.startswith(opts.only)})
-    for software in (False,) if opts.no_software else (False, True):  # the device runs first
-        for protocol in ("ff", "scff"):
-            if opts.only and protocol != opts.only:
-                continue
-            name = protocol + ("-software" if software else "")
-            r = runs[name] = run_one(protocol, getattr(opts, protocol), software)
-            what = f"{name} MNIST {r['sizes']}, {r['epochs']} epochs: test accuracy {100 * r['test_accuracy']:.2f} %"
-            if protocol == "scff":
-                what += f" (random {'network' if software else 'device'} {100 * r['random_probe_accuracy']:.2f} %)"
-            print(f"{what}, target {100 * r['target']:.1f} %, wall time {r['wall_time_s']:.0f} s", flush=True)
-            write_result("forward_only_mnist", {"what": "hil-train ff / scff on MNIST over HTTP (default-v1) "
-                                                "and the software reference", "runs": runs})
+    if len(plan) < 4 and previous.is_file():  # a partial run keeps the last result of the runs it skips
+        runs.update(json.loads(previous.read_text()).get("runs", {}))
+    for protocol, software in plan:
+        name = protocol + ("-software" if software else "")
+        r = runs[name] = run_one(protocol, getattr(opts, protocol), software)
+        what = f"{name} MNIST {r['sizes']}, {r['epochs']} epochs: test accuracy {100 * r['test_accuracy']:.2f} %"
+        if protocol == "scff":
+            what += f" (random {'network' if software else 'device'} {100 * r['random_probe_accuracy']:.2f} %)"
+        print(f"{what}, target {100 * r['target']:.1f} %, wall time {r['wall_time_s']:.0f} s", flush=True)
+        write_result("forward_only_mnist", {"what": "hil-train ff / scff on MNIST over HTTP (default-v1) "
+                                            "and the software reference", "runs": runs})
     print(f"  -> {RESULTS / 'forward_only_mnist.json'}")
 
 
