@@ -169,7 +169,8 @@ def add_forward_only_commands(sub: Any) -> None:
             p.add_argument("--label-repeat", type=_positive_int, default=1,
                            help="write the one-hot label this many times (more drive per label)")
             p.add_argument("--negatives", choices=NEGATIVES, default="random",
-                           help="wrong label uniform, or drawn from the network's own goodness (Hinton's hard negatives)")
+                           help="wrong label uniform, or drawn from the network's own goodness "
+                           "(Hinton's hard negatives)")
         p.add_argument("--eval-every", type=_non_negative_int, default=1 if protocol == "ff" else 0,
                        help="test every N epochs (0: only after the last)" + ("" if protocol == "ff" else
                                                                               "; each is a probe fit"))

@@ -178,7 +178,8 @@ def run_protocol(args: argparse.Namespace, protocol: str, overrides: Mapping[str
                 return probe_accuracy(f_train, data.y_train, f_test, data.y_test)
 
             extra["random_probe_accuracy"] = probe(trainer.initial_weights)
-            log(f"linear probe on the same device with its random initial weights: "
+            where = "the same network in software" if args.software else "the same device"
+            log(f"linear probe on {where} with its random initial weights: "
                 f"{100 * extra['random_probe_accuracy']:.2f} %")
 
             def evaluate(epoch: int) -> dict:
@@ -232,7 +233,8 @@ def run_protocol(args: argparse.Namespace, protocol: str, overrides: Mapping[str
     if protocol == "ff":
         summary += " (layers: " + ", ".join(f"{100 * a:.2f} %" for a in last.layer_accuracy) + ")"
     else:
-        summary = (f"linear probe {100 * extra['probe_accuracy']:.2f} % (random device "
+        baseline = "network" if args.software else "device"
+        summary = (f"linear probe {100 * extra['probe_accuracy']:.2f} % (random {baseline} "
                    f"{100 * extra['random_probe_accuracy']:.2f} %, gain {100 * extra['probe_gain']:+.2f} points)")
     log(f"{summary}, wall time {wall:.1f} s, device time {1e3 * totals.device_time_s:.2f} ms, "
         f"energy {1e6 * totals.energy_j:.2f} µJ, {totals.device_calls} device calls")

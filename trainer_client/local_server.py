@@ -70,7 +70,8 @@ class LocalServer:
                     if code is None and time.monotonic() < deadline:
                         continue
                     self.stop()
-                    raise TransportError(f"hil-server did not become healthy on {self.url} (exit code {code})") from None
+                    raise TransportError(f"hil-server did not become healthy on {self.url} "
+                                         f"(exit code {code})") from None
         return self.url
 
     def stop(self) -> None:

@@ -81,7 +81,8 @@ class GoodnessLoss:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"threshold must lie in (0, 1) (goodness is a mean square in [0, 1]), got {self.threshold}")
+            raise ValueError(f"threshold must lie in (0, 1) (goodness is a mean square in [0, 1]), "
+                             f"got {self.threshold}")
         if not self.sharpness > 0:
             raise ValueError(f"sharpness must be positive, got {self.sharpness}")
 
