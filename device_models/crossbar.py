@@ -270,7 +270,7 @@ class CrossbarNetwork:
 
     def _activate(self, h: np.ndarray) -> np.ndarray:
         c = self.config
-        return stno.activation(h, c.q_damping, c.zeta_max)
+        return stno.response(c.activation, h, c.q_damping, c.zeta_max)
 
     def _neuron_energy_j(self, h: np.ndarray) -> float:
         c = self.config

@@ -4,6 +4,10 @@ Commands:
 
 - ``hil-train demo [--url URL] [--out DIR] [--ideal]`` — EP on scikit-learn's digits on
   ``crossbar-digits``. Without ``--url`` it starts a real device server on a free loopback port.
+- ``hil-train ep --dataset {digits,mnist,rf} …`` — EP beside its ideal-device and software
+  references, with checkpoints and ``--resume`` (:mod:`trainer_client.ep_command`).
+- ``hil-train sweep ep --param P --values … --seeds N …`` — accuracy against a device setting
+  (:mod:`trainer_client.sweep`).
 - ``hil-train devices [--url URL]`` — the lab's devices and who holds them.
 - ``hil-train download mnist --data-dir DIR`` — fetch MNIST (machines with internet only).
 """
@@ -18,6 +22,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from trainer_client import ep_command, sweep
+from trainer_client.cli_common import floats, positive_float, positive_int
 from trainer_client.client import DeviceClient
 from trainer_client.datasets import DatasetError, download_mnist, load
 from trainer_client.errors import HILError
@@ -28,33 +34,6 @@ from trainer_client.report import plot_curves, write_report
 from trainer_client.training import train_ep
 
 DEMO_DEFAULTS = {"epochs": 30, "batch_size": 32, "beta": 0.5, "t1": 30, "t2": 10, "lrs": [0.1, 0.05], "seed": 0}
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,16 +48,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--ideal", action="store_true", help="use the ideal device (every non-ideality off)")
     demo.add_argument("--device", help="device id (default crossbar-digits, or crossbar-digits-ideal with --ideal)")
     demo.add_argument("--lab", type=Path, help="lab file for the embedded server (ignored with --url)")
-    demo.add_argument("--epochs", type=_positive_int, default=DEMO_DEFAULTS["epochs"])
-    demo.add_argument("--batch-size", type=_positive_int, default=DEMO_DEFAULTS["batch_size"])
-    demo.add_argument("--beta", type=_positive_float, default=DEMO_DEFAULTS["beta"], help="nudging strength β")
-    demo.add_argument("--t1", type=_positive_int, default=DEMO_DEFAULTS["t1"], help="free-phase steps")
-    demo.add_argument("--t2", type=_positive_int, default=DEMO_DEFAULTS["t2"], help="nudged-phase steps")
+    demo.add_argument("--epochs", type=positive_int, default=DEMO_DEFAULTS["epochs"])
+    demo.add_argument("--batch-size", type=positive_int, default=DEMO_DEFAULTS["batch_size"])
+    demo.add_argument("--beta", type=positive_float, default=DEMO_DEFAULTS["beta"], help="nudging strength β")
+    demo.add_argument("--t1", type=positive_int, default=DEMO_DEFAULTS["t1"], help="free-phase steps")
+    demo.add_argument("--t2", type=positive_int, default=DEMO_DEFAULTS["t2"], help="nudged-phase steps")
     demo.add_argument("--nudging", choices=NUDGING, default="symmetric")
-    demo.add_argument("--lr", type=_floats, default=DEMO_DEFAULTS["lrs"], help="per-layer learning rates, e.g. 0.1,0.05")
+    demo.add_argument("--lr", type=floats, default=DEMO_DEFAULTS["lrs"], help="per-layer learning rates, e.g. 0.1,0.05")
     demo.add_argument("--seed", type=int, default=DEMO_DEFAULTS["seed"])
     demo.add_argument("--encoding", choices=["msgpack", "json"], default="msgpack")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+
+    ep = sub.add_parser("ep", help="Equilibrium Propagation on a device, beside ideal-device and software references",
+                        description="Train Equilibrium Propagation on a device over HTTP (one request per phase), "
+                        "beside the same run on its ideal twin and in software; writes report.json, curves.png, "
+                        "states.png and checkpoints (--resume continues a killed run).")
+    ep_command.add_arguments(ep)
+    sweep.add_parser(sub)
 
     devices = sub.add_parser("devices", help="list the lab's devices")
     devices.add_argument("--url", default="http://127.0.0.1:8000")
@@ -109,7 +95,8 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
               f"{info['topology']['sizes']}) with {len(data.x_train)} digits, testing on {len(data.x_test)}")
         t0 = time.perf_counter()
         with client.lease(device_id, holder="hil-train demo") as lease:
-            _, history = train_ep(lease, data, config, args.epochs, progress=not args.no_progress)
+            _, history = train_ep(lease, info["topology"], data, config, args.epochs, totals=client.totals,
+                                  progress=not args.no_progress)
         wall = time.perf_counter() - t0
         totals = client.totals
     last = history[-1]
@@ -149,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "demo":
             run_demo(args)
+        elif args.command == "ep":
+            ep_command.main(args)
+        elif args.command == "sweep":
+            sweep.run_sweep(args)
         elif args.command == "devices":
             with DeviceClient(args.url) as client:
                 for d in client.devices():
