@@ -75,10 +75,15 @@ async def run_operation(
     if not token:
         raise LeaseRequired(f"{operation} touches the device: send the lease token in X-Lease-Token", field="X-Lease-Token")
     ctx.leases.check(device_id, token)
-    payload = await run_in_threadpool(parse, model, body, media) if model is not None else None
     clipped: dict[str, int] = {}
-    call = await run_in_threadpool(prepare, payload, driver.limits(), clipped)
-    fingerprint = ctx.idempotency.fingerprint(body) if idempotency_key else ""  # keyed by operation already
+
+    def decode_and_prepare() -> tuple[Call, str]:
+        # one worker-thread hop for the CPU work before the device: decode, validate, limits, fingerprint
+        payload = parse(model, body, media) if model is not None else None
+        fingerprint = ctx.idempotency.fingerprint(body) if idempotency_key else ""  # keyed by operation already
+        return prepare(payload, driver.limits(), clipped), fingerprint
+
+    call, fingerprint = await run_in_threadpool(decode_and_prepare)
 
     async with ctx.lock(device_id):
         lease = ctx.leases.check(device_id, token)  # again: the lease may have lapsed while we waited
