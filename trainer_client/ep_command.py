@@ -24,7 +24,7 @@ from trainer_client import sweep
 from trainer_client.cli_common import add_common_options, device_session, floats, output_dir, positive_float, positive_int
 from trainer_client.client import DeviceClient, Totals
 from trainer_client.datasets import load
-from trainer_client.optim import OPTIMIZERS
+from trainer_client.optim import LR_SCHEDULES, OPTIMIZERS
 from trainer_client.protocols.ep import LOSSES, NUDGING, EPConfig, EPTrainer
 from trainer_client.protocols.ep_software import SoftwareDevice
 from trainer_client.provenance import provenance
@@ -33,9 +33,12 @@ from trainer_client.training import Checkpoint, EpochRecord, train_ep
 
 #: Hyper-parameters per data set when not given (MNIST: tuned for ≤ 10 epochs, see docs/ep.md).
 EP_DEFAULTS: dict[str, dict[str, Any]] = {
-    "digits": {"epochs": 30, "batch_size": 32, "beta": 0.5, "t1": 30, "t2": 10, "lr": [0.1, 0.05], "optimizer": "sgd"},
-    "mnist": {"epochs": 10, "batch_size": 64, "beta": 0.5, "t1": 30, "t2": 10, "lr": [1e-3, 5e-4], "optimizer": "adam"},
-    "rf": {"epochs": 30, "batch_size": 32, "beta": 0.5, "t1": 30, "t2": 10, "lr": [0.1, 0.05], "optimizer": "sgd"},
+    "digits": {"epochs": 30, "batch_size": 32, "beta": 0.5, "t1": 30, "t2": 10, "lr": [0.1, 0.05], "optimizer": "sgd",
+               "lr_schedule": "constant"},
+    "mnist": {"epochs": 10, "batch_size": 64, "beta": 0.5, "t1": 30, "t2": 10, "lr": [1e-3, 5e-4], "optimizer": "adam",
+              "lr_schedule": "cosine"},
+    "rf": {"epochs": 30, "batch_size": 32, "beta": 0.5, "t1": 30, "t2": 10, "lr": [0.1, 0.05], "optimizer": "sgd",
+           "lr_schedule": "constant"},
 }
 REFERENCES = ("ideal", "software")
 #: Test samples whose free-phase states make the histograms.
@@ -61,6 +64,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nudging", choices=NUDGING, default="symmetric")
     p.add_argument("--lr", type=floats, help="per-crossbar learning rates, e.g. 0.1,0.05 (default per data set)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, help="sgd or adam on the hidden weights (default per data set)")
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="constant, or cosine annealing per epoch "
+                   "(default per data set)")
     p.add_argument("--loss", choices=LOSSES, default="mse", help="readout: mse or ce (cross-entropy of softmax(s/τ))")
     p.add_argument("--references", type=references, default=list(REFERENCES),
                    help="reference runs beside the device: ideal,software (default), one of them, or none")
@@ -76,7 +81,8 @@ def resolve(args: argparse.Namespace, n_crossbars: int, seed: int) -> tuple[EPCo
         raise ValueError(f"--lr: give one learning rate per crossbar ({n_crossbars}), got {len(lrs)}")
     config = EPConfig(beta=args.beta or d["beta"], t1=args.t1 or d["t1"], t2=args.t2 or d["t2"], nudging=args.nudging,
                       lrs=lrs, batch_size=args.batch_size or d["batch_size"], seed=seed,
-                      optimizer=args.optimizer or d["optimizer"], loss=args.loss)
+                      optimizer=args.optimizer or d["optimizer"], lr_schedule=args.lr_schedule or d["lr_schedule"],
+                      loss=args.loss)
     return config, args.epochs or d["epochs"]
 
 
@@ -148,7 +154,7 @@ def run(args: argparse.Namespace, overrides: dict[str, Any], seed: int) -> dict[
         "seed": seed,
         "hyperparameters": {"beta": config.beta, "t1": config.t1, "t2": config.t2, "nudging": config.nudging,
                             "lrs": list(config.lrs), "batch_size": config.batch_size, "optimizer": config.optimizer,
-                            "loss": config.loss, "ce_temperature": config.ce_temperature,
+                            "lr_schedule": config.lr_schedule, "loss": config.loss, "ce_temperature": config.ce_temperature,
                             "init_scale": config.init_scale, "encoding": args.encoding},
         "device": {"kind": info["kind"], "topology": topology, "model_version": info["model_version"],
                    "calibration_id": info["calibration_id"], "driver": info["driver"],

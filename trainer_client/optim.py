@@ -14,11 +14,13 @@ checkpoint can resume a run exactly where it stopped.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
 
 OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 class SGD:
@@ -71,6 +73,21 @@ class Adam:
         self.t = int(state["t"])
         self.m = {k[2:]: np.array(a, dtype=np.float32) for k, a in state.items() if k.startswith("m.")}
         self.v = {k[2:]: np.array(a, dtype=np.float32) for k, a in state.items() if k.startswith("v.")}
+
+
+def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
+    """Learning-rate multiplier of ``epoch`` (1-based) out of ``epochs``.
+
+    ``constant``: 1. ``cosine``: ``½(1 + cos(π(epoch − 1)/epochs))`` — cosine annealing without
+    restarts (Loshchilov & Hutter, ICLR 2017, arXiv:1608.03983), stepped once per epoch: full rate
+    in the first epoch, a small fraction of it in the last, where the noise of the estimate would
+    otherwise keep the weights from settling.
+    """
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / epochs))
+    raise ValueError(f"lr schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
 
 
 def make_optimizer(name: str) -> SGD | Adam:

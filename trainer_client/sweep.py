@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from device_models.config import CrossbarConfig
+from device_models.presets import get_preset
 
 RunFn = Callable[[argparse.Namespace, dict[str, Any], int], dict[str, Any]]
 
@@ -173,6 +174,8 @@ def plot_sweep(result: dict[str, Any], path: Path) -> Path:
                 fmt="o-", capsize=4, label=f"mean ± std over {len(result['seeds'])} seed(s)")
     ax.plot([float(p["value"]) for p in result["points"]], [100 * p["test_accuracy"] for p in result["points"]],
             ".", color="gray", alpha=0.6, label="single runs")
+    preset_value = getattr(get_preset(result["preset"]), result["param"])
+    ax.axvline(float(preset_value), color="C3", linestyle=":", label=f"{result['preset']} value ({preset_value})")
     ax.set_xlabel(result["param"])
     ax.set_ylabel("test accuracy [%]")
     ax.set_title(f"{result['protocol']} on {result['dataset']}: {result['param']} varied from {result['preset']}")

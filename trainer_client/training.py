@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from trainer_client.client import Totals
 from trainer_client.datasets import Dataset
+from trainer_client.optim import lr_factor
 from trainer_client.protocols.ep import EPConfig, EPDevice, EPNetwork, EPTrainer
 
 
@@ -132,6 +133,7 @@ def train_ep(
         t0 = time.perf_counter()
         before = (totals.device_time_s, totals.instrument_time_s, totals.energy_j, totals.device_calls)
         perm = rng.permutation(n)
+        trainer.set_lr_factor(lr_factor(config.lr_schedule, epoch, epochs))
         correct = 0
         bar = tqdm(range(0, n, bs), desc=f"{label}epoch {epoch}/{epochs}", unit="batch", leave=False,
                    disable=not progress)

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from trainer_client.optim import OPTIMIZERS, Adam, SGD, make_optimizer
+from trainer_client.optim import LR_SCHEDULES, OPTIMIZERS, SGD, Adam, make_optimizer
 
 NUDGING = ("symmetric", "one-sided", "random-sign")
 LOSSES = ("mse", "ce")
@@ -58,6 +58,7 @@ class EPConfig:
     seed: int = 0
     init_scale: float = 1.0
     optimizer: str = "sgd"
+    lr_schedule: str = "constant"
     loss: str = "mse"
     ce_temperature: float = 0.25
 
@@ -66,6 +67,8 @@ class EPConfig:
             raise ValueError(f"nudging must be one of {NUDGING}, got {self.nudging!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if not self.ce_temperature > 0:
@@ -151,7 +154,12 @@ class EPTrainer:
         self.config = config
         self.rng = np.random.default_rng(config.seed)
         self.optimizer: SGD | Adam = make_optimizer(config.optimizer)
-        self.lrs = {name: float(config.lrs[int(name[1:])]) for name in net.weights}
+        self.base_lrs = {name: float(config.lrs[int(name[1:])]) for name in net.weights}
+        self.lrs = dict(self.base_lrs)
+
+    def set_lr_factor(self, factor: float) -> None:
+        """Scale every learning rate (a schedule's value for the coming epoch)."""
+        self.lrs = {name: lr * factor for name, lr in self.base_lrs.items()}
 
     def program(self) -> dict[str, Any]:
         return self.device.program(self.net.targets(), return_achieved=False)
