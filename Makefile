@@ -5,12 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: demo test bench bench-quick clean help
+.PHONY: demo test bench bench-full clean help
 
 help:
 	@echo "make demo   - train EP on digits on the emulated crossbar over HTTP (runs/<timestamp>/)"
 	@echo "make test   - run the test suite (starts real servers on loopback ports)"
-	@echo "make bench  - run the benchmarks, results in benchmarks/results/*.json"
+	@echo "make bench  - run the benchmarks (under 30 min), results in benchmarks/results/*.json"
+	@echo "make bench-full - the benchmarks plus the long ones (MNIST non-ideality sweeps: hours)"
 	@echo "make clean  - remove .venv and run outputs"
 
 $(STAMP): pyproject.toml
@@ -27,6 +28,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	SPINHIL_DATA_DIR=$(DATA_DIR) $(BIN)/python -m benchmarks.run $(ARGS)
+
+bench-full: $(STAMP)
+	SPINHIL_DATA_DIR=$(DATA_DIR) $(BIN)/python -m benchmarks.run --full $(ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
