@@ -116,22 +116,30 @@ class _Crossbar:
 
         Returns the antiparallel share [S] of the new cells, shape ``(2, idx.size)``.
         """
-        g_flat = self.g.reshape(2, -1)
-        old_total = g_flat[0, idx] + g_flat[1, idx]
-        g_flat[0, idx] = g_plus
-        g_flat[1, idx] = g_minus
-        rows, cols = np.divmod(idx, self.n_in + 1)
-        in_w = cols < self.n_in
+        n1 = self.n_in + 1
+        g_plus_flat, g_minus_flat = self.g.reshape(2, -1)  # views: put() writes through
+        old_total = g_plus_flat.take(idx) + g_minus_flat.take(idx)
+        g_plus_flat.put(idx, g_plus)
+        g_minus_flat.put(idx, g_minus)
+        rows, cols = np.divmod(idx, n1)
         weight = (g_plus - g_minus) / self.g_unit_s
-        self.w[rows[in_w], cols[in_w]] = weight[in_w]
-        self.b[rows[~in_w]] = weight[~in_w]
-        ap = ap_share_s(self.g_p.reshape(2, -1)[:, idx], self.g_ap.reshape(2, -1)[:, idx],
+        ap = ap_share_s(np.take(self.g_p.reshape(2, -1), idx, axis=1), np.take(self.g_ap.reshape(2, -1), idx, axis=1),
                         np.stack([g_plus, g_minus]))
-        if self.w_ap is not None:
-            self.w_ap[rows[in_w], cols[in_w]] = ((ap[0] - ap[1]) / self.g_unit_s)[in_w]
+        ap_weight = (ap[0] - ap[1]) / self.g_unit_s if self.w_ap is not None else None
+        in_w = cols < self.n_in
+        all_w = bool(in_w.all())
+        w_idx = idx - rows  # flat index in the (n_out, n_in) weight matrix: r·n_in + c
+        if not all_w:
+            self.b[rows[~in_w]] = weight[~in_w]
+            w_idx, weight = w_idx[in_w], weight[in_w]
+            ap_weight = None if ap_weight is None else ap_weight[in_w]
+        self.w.put(w_idx, weight)
+        if ap_weight is not None:
+            self.w_ap.put(w_idx, ap_weight)
         delta = g_plus + g_minus - old_total
-        self.col_g_sum += np.bincount(cols, weights=delta, minlength=self.n_in + 1)
-        self.row_g_sum += np.bincount(rows[in_w], weights=delta[in_w], minlength=self.n_out)
+        self.col_g_sum += np.bincount(cols, weights=delta, minlength=n1)
+        self.row_g_sum += np.bincount(rows if all_w else rows[in_w], weights=delta if all_w else delta[in_w],
+                                      minlength=self.n_out)
         return ap
 
 
@@ -533,8 +541,8 @@ class CrossbarNetwork:
         c = self.config
         if idx.size == 0:
             return idx, 0.0, 0.0
-        floor_p, floor_m = xb.floor[0].ravel()[idx], xb.floor[1].ravel()[idx]
-        ceil_p, ceil_m = xb.ceil[0].ravel()[idx], xb.ceil[1].ravel()[idx]
+        floor_p, floor_m = xb.floor[0].take(idx), xb.floor[1].take(idx)
+        ceil_p, ceil_m = xb.ceil[0].take(idx), xb.ceil[1].take(idx)
         dg = w * xb.g_unit_s
         gt_p = np.maximum(floor_p, floor_m + dg)  # the lower cell of the pair stays at its floor
         gt_m = gt_p - dg
