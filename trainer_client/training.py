@@ -60,11 +60,12 @@ class Checkpoint:
     def exists(self) -> bool:
         return self.meta.is_file() and self.arrays.is_file()
 
-    def save(self, trainer: EPTrainer, epoch: int, history: Sequence[EpochRecord], order_rng: np.random.Generator) -> None:
+    def save(self, trainer: EPTrainer, epoch: int, epochs: int, history: Sequence[EpochRecord],
+             order_rng: np.random.Generator) -> None:
         self.meta.parent.mkdir(parents=True, exist_ok=True)
         tmp_arrays = self.arrays.with_name(self.arrays.stem + ".tmp.npz")
         np.savez(tmp_arrays, **trainer.state())
-        meta = {"epoch": epoch, "history": [r.as_dict() for r in history], "config": _config_dict(trainer.config),
+        meta = {"epoch": epoch, "epochs": epochs, "history": [r.as_dict() for r in history], "config": _config_dict(trainer.config),
                 "order_rng": order_rng.bit_generator.state, "trainer_rng": trainer.rng.bit_generator.state}
         tmp_meta = self.meta.with_name(self.meta.stem + ".tmp.json")
         tmp_meta.write_text(json.dumps(meta))
@@ -72,12 +73,15 @@ class Checkpoint:
         os.replace(tmp_arrays, self.arrays)
         os.replace(tmp_meta, self.meta)
 
-    def load(self, trainer: EPTrainer, order_rng: np.random.Generator) -> tuple[int, list[EpochRecord]]:
+    def load(self, trainer: EPTrainer, epochs: int, order_rng: np.random.Generator) -> tuple[int, list[EpochRecord]]:
         """Restore ``trainer`` and ``order_rng``; returns the last finished epoch and the history."""
         meta = json.loads(self.meta.read_text())
         if meta["config"] != _config_dict(trainer.config):
             raise ValueError(f"checkpoint {self.meta} was made with other hyper-parameters "
                              f"({meta['config']}); rerun with those, or start a new run in another --out")
+        if trainer.config.lr_schedule != "constant" and meta["epochs"] != epochs:
+            raise ValueError(f"checkpoint {self.meta}: its {trainer.config.lr_schedule} learning-rate schedule was "
+                             f"planned for {meta['epochs']} epochs; resume with --epochs {meta['epochs']}")
         with np.load(self.arrays) as saved:
             trainer.load_state({k: saved[k] for k in saved.files})
         order_rng.bit_generator.state = meta["order_rng"]
@@ -122,7 +126,7 @@ def train_ep(
     history: list[EpochRecord] = []
     start = 0
     if checkpoint is not None and checkpoint.exists():
-        start, history = checkpoint.load(trainer, rng)
+        start, history = checkpoint.load(trainer, epochs, rng)
         log(f"{label}resumed after epoch {start} from {checkpoint.meta}")
     n = len(data.x_train)
     bs = config.batch_size
@@ -156,5 +160,5 @@ def train_ep(
         history.append(record)
         log(f"{label}{table_row(record)}")
         if checkpoint is not None:
-            checkpoint.save(trainer, epoch, history, rng)
+            checkpoint.save(trainer, epoch, epochs, history, rng)
     return trainer, history
