@@ -14,10 +14,15 @@ help:
 	@echo "make bench-full - the benchmarks plus the long ones (MNIST non-ideality sweeps: hours)"
 	@echo "make clean  - remove .venv and run outputs"
 
-$(STAMP): pyproject.toml
+# a third-party driver plugin, installed like any vendor's package (tests/test_plugins.py)
+PLUGIN := tests/plugins/spinhil_toy_driver
+PLUGIN_FILES := $(PLUGIN)/pyproject.toml $(wildcard $(PLUGIN)/src/*/*.py)
+
+$(STAMP): pyproject.toml $(PLUGIN_FILES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet ./$(PLUGIN)
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -105,7 +105,11 @@ class CrossbarConfig:
 
 
 def settings_table(config: CrossbarConfig) -> dict[str, dict[str, Any]]:
-    """Declaration of every setting: value, unit, meaning and limits (served by ``describe()``)."""
+    """Declaration of every setting: value, unit, meaning and limits (served by ``describe()``).
+
+    Settings are fixed when the lab loads (preset plus overrides); a value beyond its limits is
+    rejected then, so ``policy`` is ``"reject"`` and there is no run-time ``step``.
+    """
     return {
         f.name: {
             "value": getattr(config, f.name),
@@ -113,6 +117,8 @@ def settings_table(config: CrossbarConfig) -> dict[str, dict[str, Any]]:
             "doc": f.metadata["doc"],
             "min": f.metadata.get("min"),
             "max": f.metadata.get("max"),
+            "step": None,
+            "policy": "reject",
         }
         for f in dataclasses.fields(config)
     }

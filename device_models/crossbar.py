@@ -484,6 +484,14 @@ class CrossbarNetwork:
             full[cols] = np.clip(moved, -xb.w_max, xb.w_max)
         return self._write_all(new_targets, names=list(deltas))
 
+    def weight_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shape of every weight array: ``W{k}`` is ``(n_{k+1}, n_k)``, ``b{k}`` is ``(n_{k+1},)``."""
+        out: dict[str, tuple[int, ...]] = {}
+        for k in range(self.n_crossbars):
+            out[f"W{k}"] = (self.sizes[k + 1], self.sizes[k])
+            out[f"b{k}"] = (self.sizes[k + 1],)
+        return out
+
     def layer_of(self, name: str) -> int:
         """Crossbar index of a weight array name (``W0``, ``b0``, …); ``KeyError`` for any other name."""
         try:
@@ -569,7 +577,12 @@ class CrossbarNetwork:
         return {
             "kind": "mtj-crossbar",
             "model_version": MODEL_VERSION,
-            "topology": {"sizes": list(self.sizes), "w_max": list(self.w_max), "weights": weight_names(self.n_crossbars)},
+            "topology": {
+                "sizes": list(self.sizes),
+                "w_max": list(self.w_max),
+                "weights": weight_names(self.n_crossbars),
+                "shapes": {name: list(shape) for name, shape in self.weight_shapes().items()},
+            },
             "levels": self.config.levels,
             "input_max": self.config.v_read_max_v / self.config.v_read_v,
         }

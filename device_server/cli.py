@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from device_server.drivers.registry import DriverNotFound, load_driver, registered
 from device_server.lab import LabError, load_lab
 from device_server.settings import Settings
 
@@ -26,11 +27,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lease-ttl", type=float, default=None, help="default lease time to live [s]")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--check", action="store_true", help="load the lab, print its devices and exit")
+    p.add_argument("--list-drivers", action="store_true",
+                   help="print the registered driver plugins (entry-point group spinhil.drivers) and exit")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.list_drivers:
+        return list_drivers()
     fields = {"lab": args.lab, "host": args.host, "port": args.port, "latency": args.latency,
               "max_body_bytes": args.max_body_bytes, "lease_ttl_s": args.lease_ttl}
     try:
@@ -50,6 +55,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings, lab)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False)
+    return 0
+
+
+def list_drivers() -> int:
+    """One line per registered driver: name, kind, capabilities, where it comes from."""
+    for name, ep in sorted(registered().items()):
+        try:
+            cls = load_driver(name)
+        except DriverNotFound as exc:
+            print(f"{name}\t(broken: {exc})")
+            continue
+        dist = ep.dist.name if ep.dist is not None else "?"
+        print(f"{name}\tkind={cls.kind}\tcapabilities={','.join(sorted(cls.capabilities))}\tfrom {dist} ({ep.value})")
     return 0
 
 

@@ -12,13 +12,15 @@ Problem tree (status in brackets)::
     Problem
     ├── MalformedBody [400]        body cannot be decoded
     ├── NotFound [404]             unknown device, layer, array or lease
+    │   └── CapabilityMissing      an operation the device does not declare
     ├── MethodNotAllowed [405]     a path without that method (with Allow)
     ├── LeaseConflict [409]        leased by someone else, or a stale lease token
     ├── PayloadTooLarge [413]      body over the configured limit
     ├── UnsupportedMediaType [415] content type not supported
     ├── InvalidInput [422]         shape, dtype, NaN/Inf, beyond a safe-operating limit, unknown field
     ├── LeaseRequired [428]        operation sent without a lease token
-    └── DeviceUnavailable [503]    device faulted or offline (with Retry-After)
+    ├── DeviceUnavailable [503]    device faulted or offline (with Retry-After)
+    └── DriverContractViolation [500]  the driver broke the contract (a bug on the lab's side)
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from device_server.drivers.base import DeviceFault, DriverError, InvalidArgument, UnknownName
+from device_server.drivers.base import ContractViolation, DeviceFault, DriverError, InvalidArgument, UnknownName
 from trainer_client.codec import CodecError, PROBLEM_JSON
 
 PROBLEM_BASE = "https://spinhil.dev/problems/"
@@ -88,6 +90,10 @@ class NotFound(Problem):
     status, slug, title = 404, "not-found", "Not found"
 
 
+class CapabilityMissing(NotFound):
+    slug, title = "capability-missing", "Operation not supported by this device"
+
+
 class MethodNotAllowed(Problem):
     status, slug, title = 405, "method-not-allowed", "Method not allowed"
 
@@ -114,6 +120,12 @@ class LeaseRequired(Problem):
 
 class DeviceUnavailable(Problem):
     status, slug, title = 503, "device-unavailable", "Device unavailable"
+
+
+class DriverContractViolation(Problem):
+    """Not the caller's mistake: the driver answered outside its contract. Logged, never hidden."""
+
+    status, slug, title = 500, "driver-contract-violation", "Driver contract violation"
 
 
 def from_driver_error(exc: DriverError) -> Problem:
@@ -160,6 +172,12 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(DriverError)
     async def _driver(request: Request, exc: DriverError) -> JSONResponse:
         return problem_response(request, from_driver_error(exc))
+
+    @app.exception_handler(ContractViolation)
+    async def _contract(request: Request, exc: ContractViolation) -> JSONResponse:
+        log.error("driver contract violation on %s %s: %s", request.method, request.url.path, exc)
+        return problem_response(request, DriverContractViolation(f"driver broke rule {exc.rule!r}: {exc.detail}",
+                                                                 field=exc.rule))
 
     @app.exception_handler(CodecError)
     async def _codec(request: Request, exc: CodecError) -> JSONResponse:

@@ -7,11 +7,16 @@ A lab file lists devices::
 
     [[devices]]
     id = "crossbar-digits"          # URL-safe name
-    kind = "mtj-crossbar"           # which driver
-    preset = "default-v1"           # named non-idealities (device_models.presets)
-    seed = 1                        # fabrication draws and noise stream
+    driver = "mtj-crossbar"         # a registered driver (entry point in group spinhil.drivers)
+    preset = "default-v1"           # the rest is the driver's own: here named non-idealities,
+    seed = 1                        # fabrication draws and noise stream,
     topology = { sizes = [64, 128, 10] }
-    overrides = { read_std = 0.01 } # single settings changed from the preset
+    overrides = { read_std = 0.01 } # and single settings changed from the preset
+
+``kind = "…"`` may stand for ``driver`` (the built-in emulated drivers are registered under
+their kind), or, given with ``driver``, must match the kind the driver serves. Each driver's
+declaration is checked when the lab loads: a driver that does not declare a limit for every
+input it takes is refused, because the server could not enforce it.
 
 The built-in default lab (``device_server/labs/default.toml``) is used when none is given.
 """
@@ -20,19 +25,16 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from device_server.drivers.base import Driver
-from device_server.drivers.emulated import EmulatedCrossbar
-
-#: Driver factories by device kind.
-DRIVERS: dict[str, Callable[..., Driver]] = {EmulatedCrossbar.kind: EmulatedCrossbar}
+from device_server.drivers.declaration import declaration_problems
+from device_server.drivers.registry import DriverNotFound, load_driver
 
 
 class LabError(ValueError):
@@ -40,16 +42,24 @@ class LabError(ValueError):
 
 
 class DeviceSpec(BaseModel):
-    """One ``[[devices]]`` entry of a lab file."""
+    """One ``[[devices]]`` entry of a lab file: id, which driver, and the driver's own keys."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")
 
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-    kind: str
-    topology: dict[str, Any]
-    preset: str = "default-v1"
-    seed: int = 0
-    overrides: dict[str, Any] = Field(default_factory=dict)
+    driver: str | None = None
+    kind: str | None = None
+
+    @model_validator(mode="after")
+    def _names_a_driver(self) -> DeviceSpec:
+        if self.driver is None and self.kind is None:
+            raise ValueError("name the driver: driver = \"<registered name>\" (or kind = \"<kind>\")")
+        return self
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The driver's own keys (topology, preset, seed, …), passed to ``from_lab_entry``."""
+        return dict(self.model_extra or {})
 
 
 class LabSpec(BaseModel):
@@ -96,12 +106,9 @@ def build_lab(text: str, source: str) -> Lab:
     for entry in spec.devices:
         if entry.id in devices:
             raise LabError(f"{source}: device id {entry.id!r} appears twice")
-        factory = DRIVERS.get(entry.kind)
-        if factory is None:
-            raise LabError(f"{source}: device {entry.id!r}: unknown kind {entry.kind!r}; known: {sorted(DRIVERS)}")
         try:
-            devices[entry.id] = factory(entry.id, entry.topology, entry.preset, entry.seed, entry.overrides)
-        except (KeyError, ValueError, TypeError) as exc:
+            devices[entry.id] = build_device(entry.id, entry.driver or entry.kind or "", entry.params, entry.kind)
+        except LabError as exc:
             raise LabError(f"{source}: device {entry.id!r}: {exc}") from exc
     return Lab(
         name=str(spec.lab.get("name", "lab")),
@@ -109,3 +116,21 @@ def build_lab(text: str, source: str) -> Lab:
         config_sha256=hashlib.sha256(text.encode()).hexdigest(),
         devices=devices,
     )
+
+
+def build_device(device_id: str, driver_name: str, params: dict[str, Any], kind: str | None = None) -> Driver:
+    """One device from a registered driver and its lab keys, its declaration checked."""
+    try:
+        cls = load_driver(driver_name)
+    except DriverNotFound as exc:
+        raise LabError(str(exc)) from exc
+    if kind is not None and kind != cls.kind:
+        raise LabError(f"driver {driver_name!r} serves kind {cls.kind!r}, not {kind!r}")
+    try:
+        driver = cls.from_lab_entry(device_id, params)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise LabError(str(exc)) from exc
+    problems = declaration_problems(driver.describe(), cls.implemented_operations())
+    if problems:
+        raise LabError(f"driver {driver_name!r} breaks the contract: " + "; ".join(problems))
+    return driver

@@ -1,9 +1,11 @@
 """Declared limits, enforced by the server for every driver alike (DESIGN.md §2).
 
-A driver declares ``{field: {min, max, unit, policy}}`` in ``describe()['limits']``. Before the
-driver is called, each named input is checked: beyond the limit it is refused with a 422 that
-names the field, the value and the limit (``policy = "reject"``), or clipped and counted in the
-report (``policy = "clip"``). Nothing beyond a safe-operating limit reaches the hardware.
+A driver declares ``{field: {min, max, step, unit, policy}}`` in ``describe()['limits']`` (format:
+:mod:`device_server.drivers.declaration`). Before the driver is called, each named input is
+checked: beyond the limit it is refused with a 422 that names the field, the value and the limit
+(``policy = "reject"``), or clipped and counted in the report (``policy = "clip"``); a change
+larger than the declared ``step`` is refused. Nothing beyond a safe-operating limit reaches the
+hardware.
 """
 
 from __future__ import annotations
@@ -43,3 +45,18 @@ def enforce(limits: dict[str, dict[str, Any]], name: str, value: Any, field: str
         f"{field}: value {worst:.6g} is beyond the device's limit [{lo}, {hi}] {unit}".rstrip(),
         field=field,
     )
+
+
+def enforce_step(limits: dict[str, dict[str, Any]], name: str, delta: Any, field: str) -> Any:
+    """Refuse a change larger than the declared ``step`` of ``name`` (the largest single change)."""
+    step = (limits.get(name) or {}).get("step")
+    arr = np.asarray(delta)
+    if step is None or arr.size == 0:
+        return delta
+    worst = float(np.abs(arr).max())
+    cast = arr.dtype.type if arr.dtype.kind == "f" else float
+    if worst > cast(step):
+        unit = limits[name].get("unit", "")
+        raise InvalidInput(f"{field}: a change of {worst:.6g} exceeds the device's step {step:.6g} {unit}".rstrip(),
+                           field=field)
+    return delta

@@ -16,6 +16,15 @@ Error tree::
     ├── InvalidArgument   a well-formed request the device cannot take (shape, range): 422
     ├── UnknownName       a layer or array the device does not have: 404
     └── DeviceFault       the instrument is faulted or offline: 503
+
+A driver that breaks the contract itself (a report without energy, say) is a bug on the lab's
+side, not the caller's: the server answers 500 with the rule that was broken
+(:class:`ContractViolation`), and the conformance kit (:mod:`device_server.testing`) catches it
+before a lab ever serves the driver.
+
+Drivers are plugins: a package registers its driver class under the entry-point group
+``spinhil.drivers`` and a lab file names it (``driver = "name"``); see
+:mod:`device_server.drivers.registry` and docs/drivers.md.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -53,6 +62,15 @@ class DeviceFault(DriverError):
         self.retry_after_s = retry_after_s
 
 
+class ContractViolation(Exception):
+    """The driver itself broke the contract (a server-side bug): ``rule`` names what was broken."""
+
+    def __init__(self, rule: str, detail: str) -> None:
+        super().__init__(f"{rule}: {detail}")
+        self.rule = rule
+        self.detail = detail
+
+
 @dataclass
 class OpResult:
     """Arrays measured or written by an operation, and its report (times, energy, extras)."""
@@ -61,13 +79,38 @@ class OpResult:
     report: dict[str, Any] = field(default_factory=dict)
 
 
+#: The Driver methods that implement the operations of the contract.
+OPERATION_METHODS = ("forward", "relax", "program", "update", "read_weights")
+
+
 class Driver(ABC):
-    """A device behind the server. Subclasses set ``kind`` and ``capabilities``."""
+    """A device behind the server. Subclasses set ``kind`` and ``capabilities``.
+
+    ``describe()`` returns the declaration: kind, topology, capabilities, limits of every input
+    (see :mod:`device_server.drivers.declaration` for the format), settings, model version.
+    """
 
     kind: str = ""
-    #: ``"emulated"`` or ``"real"``: named in every result's provenance.
+    #: ``"emulated"``, ``"real"`` or ``"mock"``: named in every result's provenance.
     driver_type: str = "emulated"
     capabilities: frozenset[str] = frozenset({"describe"})
+    #: A small lab entry (everything but ``id`` and ``driver``) the conformance kit builds the
+    #: driver from; every registered driver provides one, so CI can run the kit on it.
+    conformance_entry: ClassVar[dict[str, Any] | None] = None
+
+    @classmethod
+    def from_lab_entry(cls, device_id: str, params: Mapping[str, Any]) -> Driver:
+        """Build the driver from a lab file entry (its keys other than ``id``/``driver``/``kind``).
+
+        The default passes them as keyword arguments; a ``TypeError`` (unknown or missing key)
+        becomes a lab error naming the entry.
+        """
+        return cls(device_id, **dict(params))
+
+    @classmethod
+    def implemented_operations(cls) -> frozenset[str]:
+        """Operations whose method this class (or a base other than :class:`Driver`) defines."""
+        return frozenset(op for op in OPERATION_METHODS if getattr(cls, op) is not getattr(Driver, op))
 
     def __init__(self, device_id: str, seed: int | None = None) -> None:
         self.device_id = device_id
@@ -78,7 +121,7 @@ class Driver(ABC):
     def describe(self) -> dict[str, Any]:
         """Kind, topology, capabilities, declared limits (with units), settings, model version."""
 
-    def _declaration(self) -> dict[str, Any]:
+    def declaration(self) -> dict[str, Any]:
         """``describe()`` read once: limits and model version are declared, not measured."""
         if self._declared is None:
             self._declared = self.describe()
@@ -91,13 +134,13 @@ class Driver(ABC):
         ``"clip"`` (the server clips them and reports it). The server enforces these for every
         driver alike, before the driver is called.
         """
-        return self._declaration().get("limits", {})
+        return self.declaration().get("limits", {})
 
     def describe_brief(self) -> dict[str, Any]:
         """The provenance fields every result carries: driver type, model version, seed."""
         return {
             "driver": self.driver_type,
-            "model_version": self._declaration().get("model_version", "unknown"),
+            "model_version": self.declaration().get("model_version", "unknown"),
             "seed": self.seed,
         }
 

@@ -34,6 +34,7 @@ class EmulatedCrossbar(Driver):
     kind = "mtj-crossbar"
     driver_type = "emulated"
     capabilities = frozenset({"describe", "forward", "relax", "program", "update", "read_weights"})
+    conformance_entry = {"topology": {"sizes": [12, 8, 4]}, "preset": "default-v1", "seed": 3}
 
     def __init__(
         self,
@@ -61,22 +62,29 @@ class EmulatedCrossbar(Driver):
         m = self.model
         info = m.describe()
         input_max = info["input_max"]
+        c = self.config
         limits: dict[str, dict[str, Any]] = {
-            "x": {"min": -input_max, "max": input_max, "unit": "V_read", "policy": "reject",
-                  "doc": f"read drive; 1.0 = {self.config.v_read_v} V, safe limit {self.config.v_read_max_v} V"},
-            "init": {"min": 0.0, "max": 1.0, "unit": "1", "policy": "clip",
+            "x": {"label": "input drive", "min": -input_max, "max": input_max, "unit": "V_read", "policy": "reject",
+                  "doc": f"read drive; 1.0 = {c.v_read_v} V, safe limit {c.v_read_max_v} V"},
+            "init": {"label": "initial neuron states", "min": 0.0, "max": 1.0, "unit": "1", "policy": "clip",
                      "doc": "neuron states to start from (measured ones carry read noise: clipped)"},
-            "target": {"min": 0.0, "max": 1.0, "unit": "1", "policy": "reject", "doc": "output target"},
-            "beta": {"min": -MAX_ABS_BETA, "max": MAX_ABS_BETA, "unit": "1", "policy": "reject"},
-            "steps": {"min": 1, "max": MAX_RELAX_STEPS, "unit": "1", "policy": "reject"},
-            "batch": {"min": 1, "max": MAX_BATCH, "unit": "sample", "policy": "reject",
-                      "doc": "rows of x in one call (checked by the driver)"},
-            "work": {"min": 1, "max": MAX_SAMPLE_UPDATES, "unit": "sample·update", "policy": "reject",
-                     "doc": "batch × steps of a relax, batch × layers of a forward (checked by the driver)"},
+            "target": {"label": "output target", "min": 0.0, "max": 1.0, "unit": "1", "policy": "reject"},
+            "beta": {"label": "nudging strength", "min": -MAX_ABS_BETA, "max": MAX_ABS_BETA, "unit": "1",
+                     "policy": "reject"},
+            "steps": {"label": "relaxation steps", "min": 1, "max": MAX_RELAX_STEPS, "unit": "1", "policy": "reject"},
+            "batch": {"label": "batch", "min": 1, "max": MAX_BATCH, "unit": "sample", "policy": "reject",
+                      "doc": "rows of x in one call"},
+            "work": {"label": "work of one call", "min": 1, "max": MAX_SAMPLE_UPDATES, "unit": "sample·update",
+                     "policy": "reject", "doc": "batch × steps of a relax, batch × layers of a forward (checked by the driver)"},
         }
+        resolution = {}
         for k, w_max in enumerate(m.w_max):
             for name in (f"W{k}", f"b{k}"):
-                limits[name] = {"min": -w_max, "max": w_max, "unit": "weight", "policy": "reject"}
+                limits[name] = {"label": f"weights {name}", "min": -w_max, "max": w_max, "step": 2 * w_max,
+                                "unit": "weight", "policy": "reject",
+                                "doc": "programmed value; step = the largest |delta| one update may apply"}
+                resolution[name] = w_max / (c.levels - 1) if c.levels else 0.0
+        measured = {"std": c.read_std, "unit": "1", "doc": "read noise on every measured neuron output"}
         return {
             "id": self.device_id,
             "kind": self.kind,
@@ -89,6 +97,15 @@ class EmulatedCrossbar(Driver):
             "topology": info["topology"],
             "levels": info["levels"],
             "limits": limits,
+            "noise": {
+                "forward": measured,
+                "relax": measured,
+                "program": {"std": {n: c.prog_std * m.w_max[m.layer_of(n)] for n in resolution},
+                            "resolution": resolution, "unit": "weight",
+                            "doc": "achieved − target of each cell written and not reported failed"},
+                "read_weights": {"std": {n: 0.0 for n in resolution}, "unit": "weight",
+                                 "doc": "each cell is integrated long enough that read noise averages out"},
+            },
             "settings": settings_table(self.config),
         }
 
@@ -170,7 +187,7 @@ class EmulatedCrossbar(Driver):
                 k = m.layer_of(name)
             except (KeyError, ValueError):
                 raise UnknownName(f"{field}.{name}", f"no such array; the device has {m.describe()['topology']['weights']}") from None
-            shape = (m.sizes[k + 1], m.sizes[k]) if name[0] == "W" else (m.sizes[k + 1],)
+            shape = m.weight_shapes()[name]
             if tuple(a.shape) != shape:
                 raise InvalidArgument(f"{field}.{name}", f"expected shape {shape}, got {tuple(a.shape)}")
             if signed_range and np.any(np.abs(a) > 2 * m.w_max[k]):

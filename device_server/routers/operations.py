@@ -21,8 +21,9 @@ from pydantic import BaseModel
 from device_server.body import check_content_type, encoded_off_loop, parse, read_body
 from device_server.context import ServerContext
 from device_server.deps import Ctx
-from device_server.drivers.base import Driver, OpResult
-from device_server.errors import LeaseRequired, NotFound
+from device_server.drivers.base import ContractViolation, Driver, OpResult
+from device_server.drivers.declaration import report_problems
+from device_server.errors import CapabilityMissing, LeaseRequired, NotFound
 from device_server.openapi import body_doc, problem_responses, response_doc
 from device_server.schemas import (
     ForwardRequest,
@@ -34,7 +35,7 @@ from device_server.schemas import (
     WeightsResponse,
     WriteResponse,
 )
-from device_server.validation import enforce
+from device_server.validation import enforce, enforce_step
 
 router = APIRouter(prefix="/v1/devices", tags=["operations"])
 
@@ -57,15 +58,15 @@ async def run_operation(
     device_id: str,
     operation: str,
     token: str | None,
-    prepare: Callable[[Any, dict, dict], Call],
+    prepare: Callable[[Any, dict, dict], Call],  # (payload, declaration, clipped)
     model: type[BaseModel] | None = None,
     idempotency_key: str | None = None,
 ) -> Response:
     driver = ctx.device(device_id)
     if operation not in driver.capabilities:
-        raise NotFound(
-            f"device {device_id!r} ({driver.kind}) has no operation {operation!r}; "
-            f"it supports {sorted(driver.capabilities)}",
+        raise CapabilityMissing(
+            f"device {device_id!r} ({driver.kind}) does not declare the capability {operation!r}; "
+            f"it declares {sorted(driver.capabilities)}",
             field="operation",
         )
     body, media = b"", ""
@@ -81,7 +82,7 @@ async def run_operation(
         # one worker-thread hop for the CPU work before the device: decode, validate, limits, fingerprint
         payload = parse(model, body, media) if model is not None else None
         fingerprint = ctx.idempotency.fingerprint(body) if idempotency_key else ""  # keyed by operation already
-        return prepare(payload, driver.limits(), clipped), fingerprint
+        return prepare(payload, driver.declaration(), clipped), fingerprint
 
     call, fingerprint = await run_in_threadpool(decode_and_prepare)
 
@@ -94,6 +95,9 @@ async def run_operation(
         t0 = time.perf_counter()
         result = await run_in_threadpool(call, driver)
         wall = time.perf_counter() - t0
+        broken = report_problems(result.report)
+        if broken:
+            raise ContractViolation("provenance", "; ".join(broken))
         info = driver.describe_brief()
         report = {
             **result.report,
@@ -134,8 +138,10 @@ def _op_doc(summary: str, request_model: type[BaseModel] | None, response_model:
 
 @router.post("/{device_id}/forward", **_op_doc("One feed-forward measurement", ForwardRequest, ForwardResponse))
 async def forward(device_id: str, request: Request, ctx: Ctx, token: LeaseToken = None) -> Response:
-    def prepare(p: ForwardRequest, limits: dict, clipped: dict) -> Call:
+    def prepare(p: ForwardRequest, decl: dict, clipped: dict) -> Call:
+        limits = decl["limits"]
         x = enforce(limits, "x", p.x, clipped=clipped)
+        enforce(limits, "batch", len(p.x), field="x")
         return lambda d: d.forward(x, p.layers)
 
     return await run_operation(request, ctx, device_id, "forward", token, prepare, ForwardRequest)
@@ -143,8 +149,10 @@ async def forward(device_id: str, request: Request, ctx: Ctx, token: LeaseToken 
 
 @router.post("/{device_id}/relax", **_op_doc("Settle the network (free or nudged phase) and measure it", RelaxRequest, RelaxResponse))
 async def relax(device_id: str, request: Request, ctx: Ctx, token: LeaseToken = None) -> Response:
-    def prepare(p: RelaxRequest, limits: dict, clipped: dict) -> Call:
+    def prepare(p: RelaxRequest, decl: dict, clipped: dict) -> Call:
+        limits = decl["limits"]
         x = enforce(limits, "x", p.x, clipped=clipped)
+        enforce(limits, "batch", len(p.x), field="x")
         beta = enforce(limits, "beta", p.beta)
         steps = enforce(limits, "steps", p.steps)
         target = enforce(limits, "target", p.target, clipped=clipped)
@@ -156,11 +164,18 @@ async def relax(device_id: str, request: Request, ctx: Ctx, token: LeaseToken = 
     return await run_operation(request, ctx, device_id, "relax", token, prepare, RelaxRequest)
 
 
-def _write(kind: str, p: ProgramRequest | UpdateRequest, limits: dict, clipped: dict) -> Call:
+def _write(kind: str, p: ProgramRequest | UpdateRequest, decl: dict, clipped: dict) -> Call:
+    """Check every named array against the declaration: a known name, values (program) or step (update)."""
+    limits, weights = decl["limits"], list(decl["topology"].get("weights") or [])
+    field = "weights" if kind == "program" else "deltas"
+    given = p.weights if kind == "program" else p.deltas
+    for name in given:
+        if name not in weights:
+            raise NotFound(f"{field}.{name}: no such array; the device has {weights}", field=f"{field}.{name}")
     if kind == "program":
-        arrays = {name: enforce(limits, name, a, field=f"weights.{name}", clipped=clipped) for name, a in p.weights.items()}
+        arrays = {name: enforce(limits, name, a, field=f"weights.{name}", clipped=clipped) for name, a in given.items()}
     else:
-        arrays = dict(p.deltas)
+        arrays = {name: enforce_step(limits, name, a, field=f"deltas.{name}") for name, a in given.items()}
 
     def call(d: Driver) -> OpResult:
         result = d.program(arrays) if kind == "program" else d.update(arrays)
@@ -175,8 +190,8 @@ def _write(kind: str, p: ProgramRequest | UpdateRequest, limits: dict, clipped: 
 async def program(
     device_id: str, request: Request, ctx: Ctx, token: LeaseToken = None, idempotency_key: IdempotencyKey = None
 ) -> Response:
-    def prepare(p: ProgramRequest, limits: dict, clipped: dict) -> Call:
-        return _write("program", p, limits, clipped)
+    def prepare(p: ProgramRequest, decl: dict, clipped: dict) -> Call:
+        return _write("program", p, decl, clipped)
 
     return await run_operation(request, ctx, device_id, "program", token, prepare, ProgramRequest, idempotency_key)
 
@@ -185,15 +200,15 @@ async def program(
 async def update(
     device_id: str, request: Request, ctx: Ctx, token: LeaseToken = None, idempotency_key: IdempotencyKey = None
 ) -> Response:
-    def prepare(p: UpdateRequest, limits: dict, clipped: dict) -> Call:
-        return _write("update", p, limits, clipped)
+    def prepare(p: UpdateRequest, decl: dict, clipped: dict) -> Call:
+        return _write("update", p, decl, clipped)
 
     return await run_operation(request, ctx, device_id, "update", token, prepare, UpdateRequest, idempotency_key)
 
 
 @router.get("/{device_id}/weights", **_op_doc("Measure the programmed weights", None, WeightsResponse))
 async def read_weights(device_id: str, request: Request, ctx: Ctx, token: LeaseToken = None) -> Response:
-    def prepare(_: None, limits: dict, clipped: dict) -> Call:
+    def prepare(_: None, decl: dict, clipped: dict) -> Call:
         return lambda d: d.read_weights()
 
     return await run_operation(request, ctx, device_id, "read_weights", token, prepare)
