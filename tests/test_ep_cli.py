@@ -105,3 +105,20 @@ def test_ep_and_sweep_explain_user_mistakes(tmp_path: Path, args: list[str], mes
     done = subprocess.run([*HIL_TRAIN, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "hil-train: error:" in done.stderr and message in done.stderr
+
+
+@pytest.mark.slow
+def test_ep_on_a_running_server_uses_its_ideal_twin(server_url: str, tmp_path: Path):
+    """With --url: the lab's crossbar-digits and crossbar-digits-ideal, no embedded server."""
+    out = tmp_path / "run"
+    done = subprocess.run([*HIL_TRAIN, "ep", "--url", server_url, "--dataset", "digits", "--epochs", "2",
+                           "--references", "ideal", "--out", str(out), "--no-progress"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "started a device server" not in done.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["device_id"] == "crossbar-digits" and report["server_url"] == server_url
+    assert report["device"]["topology"]["sizes"] == [64, 256, 10]
+    ideal = report["references"]["ideal"]
+    assert len(ideal["history"]) == 2 and report["ideal_test_accuracy"] == ideal["test_accuracy"] > 0.5
+    assert report["software_test_accuracy"] is None and not (out / "lab.toml").exists()
