@@ -50,6 +50,10 @@ from device_models.config import CrossbarConfig
 
 MODEL_VERSION = "crossbar-1.0"
 
+#: Above this fraction of pairs rewritten in one write, the read matrices are recomputed whole
+#: (a few passes) rather than patched cell by cell (gathers and scatters of every changed cell).
+DENSE_WRITE_FRACTION = 0.25
+
 #: Codes of a cell's fabrication state.
 FREE, STUCK_P, STUCK_AP = 0, 1, 2
 
@@ -98,17 +102,20 @@ class _Crossbar:
     col_g_sum: np.ndarray  # (n_in+1,) Σ over rows of G⁺+G⁻: forward-read power per V²
     row_g_sum: np.ndarray  # (n_out,) Σ over columns of G⁺+G⁻ (weights only): transposed read
 
-    def refresh(self, dtype: np.dtype, nonlinear: bool) -> None:
-        """Recompute the derived read matrices from the conductances."""
+    def refresh(self, dtype: np.dtype, nonlinear: bool) -> np.ndarray:
+        """Recompute the derived read matrices from the conductances (all cells at once: cheaper
+        than :meth:`set_cells` when most cells changed). Returns the antiparallel share [S] of
+        every cell, shape ``(2, n_out·(n_in+1))``."""
         full = (self.g[0] - self.g[1]) / self.g_unit_s
         self.w = np.ascontiguousarray(full[:, : self.n_in], dtype=dtype)
         self.b = np.ascontiguousarray(full[:, self.n_in], dtype=dtype)
+        ap = ap_share_s(self.g_p, self.g_ap, self.g)
         if nonlinear:
-            ap = ap_share_s(self.g_p, self.g_ap, self.g)
             self.w_ap = np.ascontiguousarray((ap[0] - ap[1])[:, : self.n_in] / self.g_unit_s, dtype=dtype)
         total = self.g[0] + self.g[1]
         self.col_g_sum = total.sum(axis=0)
         self.row_g_sum = total[:, : self.n_in].sum(axis=1)
+        return ap.reshape(2, -1)
 
     def set_cells(self, idx: np.ndarray, g_plus: np.ndarray, g_minus: np.ndarray) -> np.ndarray:
         """Store new conductances of the pairs at flat indices ``idx`` and update the derived
@@ -549,8 +556,10 @@ class CrossbarNetwork:
         c = self.config
         if idx.size == 0:
             return idx, 0.0, 0.0
-        floor_p, floor_m = xb.floor[0].take(idx), xb.floor[1].take(idx)
-        ceil_p, ceil_m = xb.ceil[0].take(idx), xb.ceil[1].take(idx)
+        dense = idx.size == xb.target.size  # every pair rewritten (continuous levels): no gathers
+        sel: slice | np.ndarray = slice(None) if dense else idx
+        floor_p, floor_m = xb.floor[0].reshape(-1)[sel], xb.floor[1].reshape(-1)[sel]
+        ceil_p, ceil_m = xb.ceil[0].reshape(-1)[sel], xb.ceil[1].reshape(-1)[sel]
         dg = w * xb.g_unit_s
         gt_p = np.maximum(floor_p, floor_m + dg)  # the lower cell of the pair stays at its floor
         gt_m = gt_p - dg
@@ -562,7 +571,16 @@ class CrossbarNetwork:
             gt_m = gt_m + np.where(plus_active, 0.0, err)
         g_p = np.clip(gt_p, floor_p, ceil_p)
         g_m = np.clip(gt_m, floor_m, ceil_m)
-        ap = xb.set_cells(idx, g_p, g_m)
+        if dense:
+            xb.g[0].reshape(-1)[:] = g_p
+            xb.g[1].reshape(-1)[:] = g_m
+            ap = xb.refresh(self.dtype, c.bias_nonlinearity)
+        elif idx.size > DENSE_WRITE_FRACTION * xb.target.size:
+            xb.g[0].reshape(-1).put(idx, g_p)
+            xb.g[1].reshape(-1).put(idx, g_m)
+            ap = np.take(xb.refresh(self.dtype, c.bias_nonlinearity), idx, axis=1)
+        else:
+            ap = xb.set_cells(idx, g_p, g_m)
         g_sum = float(g_p.sum() + g_m.sum())
         # under the write bias the antiparallel share of each cell conducts more (TMR falls with V)
         boost = float(mtj.ap_bias_factor(np.array(c.v_write_v), c.v_read_v, c.tmr0, c.v_h_v)) - 1.0
