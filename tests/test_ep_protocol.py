@@ -150,3 +150,13 @@ def test_a_resumed_run_is_the_run_that_was_not_interrupted(tmp_path: Path, digit
         train_ep(SoftwareDevice(sizes, w_max, settings), topology, digits, other, 4, checkpoint=ckpt, **quiet)
     with pytest.raises(ValueError, match="planned for 4 epochs"):  # a cosine schedule cannot be stretched
         train_ep(SoftwareDevice(sizes, w_max, settings), topology, digits, config, 6, checkpoint=ckpt, **quiet)
+
+
+def test_an_unreadable_checkpoint_is_refused_with_a_clear_message(tmp_path: Path, digits):
+    ckpt = Checkpoint(tmp_path / "ckpt")
+    ckpt.meta.write_text("{not json")
+    ckpt.arrays.write_bytes(b"not a zip file")
+    sizes, w_max = [64, 8, 10], [0.5, 1.0]
+    with pytest.raises(ValueError, match="cannot be read"):
+        train_ep(SoftwareDevice(sizes, w_max, settings_table(IDEAL)), {"sizes": sizes, "w_max": w_max}, digits,
+                 EPConfig(), 1, checkpoint=ckpt, progress=False, log=lambda _: None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -75,13 +76,21 @@ class Checkpoint:
 
     def load(self, trainer: EPTrainer, epochs: int, order_rng: np.random.Generator) -> tuple[int, list[EpochRecord]]:
         """Restore ``trainer`` and ``order_rng``; returns the last finished epoch and the history."""
+        try:
+            return self._load(trainer, epochs, order_rng)
+        except (OSError, KeyError, TypeError, json.JSONDecodeError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"checkpoint {self.meta} cannot be read ({exc!r}); start a new run in another --out") \
+                from exc
+
+    def _load(self, trainer: EPTrainer, epochs: int, order_rng: np.random.Generator) -> tuple[int, list[EpochRecord]]:
         meta = json.loads(self.meta.read_text())
         if meta["config"] != _config_dict(trainer.config):
             raise ValueError(f"checkpoint {self.meta} was made with other hyper-parameters "
                              f"({meta['config']}); rerun with those, or start a new run in another --out")
-        if trainer.config.lr_schedule != "constant" and meta["epochs"] != epochs:
+        planned = meta.get("epochs", epochs)  # checkpoints of version 0.1.0 did not record it
+        if trainer.config.lr_schedule != "constant" and planned != epochs:
             raise ValueError(f"checkpoint {self.meta}: its {trainer.config.lr_schedule} learning-rate schedule was "
-                             f"planned for {meta['epochs']} epochs; resume with --epochs {meta['epochs']}")
+                             f"planned for {planned} epochs; resume with --epochs {planned}")
         with np.load(self.arrays) as saved:
             trainer.load_state({k: saved[k] for k in saved.files})
         order_rng.bit_generator.state = meta["order_rng"]
