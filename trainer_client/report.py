@@ -45,9 +45,10 @@ def plot_curves(history: list[EpochRecord], path: Path, title: str,
     fig, (ax_acc, ax_cost) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     ax_acc.plot(epochs, [100 * r.train_accuracy for r in history], "o-", label="device train (free phase while training)")
     ax_acc.plot(epochs, [100 * r.test_accuracy for r in history], "s-", label="device test")
+    styles = ["v--", "^:", "d-."]  # distinct, so that references which coincide both stay visible
     for i, (name, ref) in enumerate((references or {}).items()):
-        ax_acc.plot([r.epoch for r in ref], [100 * r.test_accuracy for r in ref], "^--", color=f"C{i + 4}",
-                    label=f"{name} test")
+        ax_acc.plot([r.epoch for r in ref], [100 * r.test_accuracy for r in ref], styles[i % 3], color=f"C{i + 4}",
+                    label=f"{name} test", markerfacecolor="none")
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("accuracy [%]")
     ax_acc.set_title(title)
