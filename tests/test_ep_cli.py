@@ -85,6 +85,7 @@ def test_sweep_shows_what_programming_error_costs(tmp_path: Path):
     mean = {s["value"]: s["mean_test_accuracy"] for s in result["summary"]}
     assert mean[0.0] > 0.6 and mean[0.3] < mean[0.0] - 0.3, result["summary"]
     assert all(s["n"] == 2 and s["std"] >= 0 for s in result["summary"])
+    assert result["preset_value"] == 0.01 and result["unit"] == "1"  # default-v1's prog_std, as the server declares it
     assert _is_png(out / "sweep.png")
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and again.stdout.count("done before") == 4
@@ -98,6 +99,7 @@ def test_sweep_shows_what_programming_error_costs(tmp_path: Path):
     (["sweep", "ep", "--param", "levels", "--values", "8,2.5"], "integer setting"),
     (["sweep", "ep", "--param", "prog_std", "--values", "0", "--url", "http://127.0.0.1:9"], "drop --url"),
     (["ep", "--dataset", "mnist", "--data-dir", "/nonexistent"], "missing"),
+    (["ep", "--preset", "nope", "--epochs", "1"], "unknown preset 'nope'"),
 ])
 def test_ep_and_sweep_explain_user_mistakes(tmp_path: Path, args: list[str], message: str):
     if "--out" not in args and "--resume" not in args:

@@ -21,7 +21,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from device_models.presets import PRESETS
 from trainer_client.client import DeviceClient
 from trainer_client.datasets import DATASETS, Dataset
 from trainer_client.local_server import LocalServer
@@ -69,8 +68,9 @@ def add_common_options(p: argparse.ArgumentParser, *, epochs: int | None = None,
     p.add_argument("--device", help="device id (default crossbar-<dataset>)")
     p.add_argument("--url", help="device server to use (default: start one on a free loopback port, "
                    "serving a lab written for the run)")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="default-v1",
-                   help="non-idealities of the embedded server's device (ignored with --url)")
+    p.add_argument("--preset", default="default-v1",
+                   help="named non-idealities of the embedded server's device: default-v1 (default) or ideal "
+                   "(the server's list; ignored with --url)")
     p.add_argument("--hidden", type=positive_ints, help="hidden layer sizes of the embedded server's device, "
                    "e.g. 512 or 256,128 (default 256 for digits and rf, 512 for mnist; ignored with --url)")
     p.add_argument("--epochs", type=positive_int, default=epochs, help="passes over the training set")

@@ -11,6 +11,8 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 from trainer_client.client import DeviceClient
@@ -56,23 +58,38 @@ class LocalServer:
                "--latency", self.latency, "--log-level", "info", *self.extra_args]
         if self.lab is not None:
             cmd += ["--lab", str(self.lab)]
-        self._log = open(self.log_path, "wb") if self.log_path else None  # noqa: SIM115 (closed in stop)
-        out = self._log if self._log is not None else subprocess.DEVNULL
+        # the server's output goes to the log file, or to a temporary one: a failed start quotes it
+        self._log = open(self.log_path, "w+b") if self.log_path else tempfile.TemporaryFile()  # noqa: SIM115
         # The server's arrays are small per request; BLAS threads there only fight the client for
         # the same cores (measured: the demo twice as slow on 2 cores). A user's setting wins.
         env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                **os.environ, "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+        self.process = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
                                         preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         self.url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + self.startup_timeout_s
         with DeviceClient(self.url, retries=0) as client:
-            try:
-                self.health = client.wait_healthy(self.startup_timeout_s)
-            except TransportError:
-                code = self.process.poll()
-                self.stop()
-                raise TransportError(f"hil-server did not become healthy on {self.url} (exit code {code})") from None
-        return self.url
+            while True:
+                try:
+                    self.health = client.wait_healthy(0.5)
+                    return self.url
+                except TransportError:
+                    code = self.process.poll()
+                    if code is None and time.monotonic() < deadline:
+                        continue
+                    said = self._output_tail()
+                    self.stop()
+                    raise TransportError(f"hil-server did not start on {self.url} (exit code {code})"
+                                         + (f": {said}" if said else "")) from None
+
+    def _output_tail(self, lines: int = 5) -> str:
+        """The last lines the server printed (why it would not start)."""
+        if self._log is None:
+            return ""
+        self._log.flush()
+        self._log.seek(0)
+        text = self._log.read().decode(errors="replace").strip()
+        return " | ".join(text.splitlines()[-lines:])
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

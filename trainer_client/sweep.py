@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import json
 import math
 from collections.abc import Callable
@@ -32,8 +31,6 @@ from typing import Any
 
 import numpy as np
 
-from device_models.config import CrossbarConfig
-from device_models.presets import get_preset
 
 RunFn = Callable[[argparse.Namespace, dict[str, Any], int], dict[str, Any]]
 
@@ -53,40 +50,55 @@ def register(name: str, add_arguments: Callable[[argparse.ArgumentParser], None]
     REGISTRY[name] = SweepProtocol(add_arguments, run)
 
 
-def sweepable_settings() -> dict[str, dataclasses.Field]:
-    """The device settings a sweep may vary: the numeric and boolean ones of the crossbar config."""
-    return {f.name: f for f in dataclasses.fields(CrossbarConfig) if f.name not in ("dtype", "activation")}
+def declared_settings(preset: str) -> tuple[dict[str, dict[str, Any]], bool]:
+    """The device settings as a server declares them (``GET /v1/devices/{id}`` → ``settings``:
+    value, unit, meaning, limits), read from an embedded server's default lab — the HTTP API is
+    the contract, the client knows no physics module. Taken from a device with preset ``preset``
+    when the lab has one (then the values are that preset's: the second item says so)."""
+    from trainer_client.client import DeviceClient
+    from trainer_client.local_server import LocalServer
+
+    with LocalServer() as url, DeviceClient(url) as client:
+        described = [client.describe(d["id"]) for d in client.devices() if d["kind"] == "mtj-crossbar"]
+    same = [d for d in described if d.get("preset") == preset]
+    return (same or described)[0]["settings"], bool(same)
 
 
-def parse_values(param: str, text: str) -> list[Any]:
-    """The grid of ``param``, each value typed as the setting (int, bool or float); ``ValueError`` names the problem."""
-    fields = sweepable_settings()
+def sweepable(settings: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The settings a sweep may vary: the numeric and on/off ones (not dtype or activation)."""
+    return {name: d for name, d in settings.items()
+            if isinstance(d["value"], (bool, int, float))}
+
+
+def parse_values(param: str, text: str, settings: dict[str, dict[str, Any]]) -> list[Any]:
+    """The grid of ``param``, each value typed as the declared setting (int, bool or float) and
+    within its declared range; ``ValueError`` names the problem."""
+    fields = sweepable(settings)
     if param not in fields:
         raise ValueError(f"--param {param!r} is not a device setting one can sweep; known: {sorted(fields)}")
-    kind = fields[param].type
+    spec = fields[param]
+    default = spec["value"]
     values: list[Any] = []
     for item in (v.strip() for v in text.split(",")):
         try:
             number = float(item)
         except ValueError:
             raise ValueError(f"--values: {item!r} is not a number") from None
-        if kind in ("bool", bool):
+        if isinstance(default, bool):
             if number not in (0.0, 1.0):
                 raise ValueError(f"--values: {param} is on/off, give 0 or 1, got {item!r}")
             values.append(bool(number))
-        elif kind in ("int", int):
+            continue
+        if isinstance(default, int):
             if not number.is_integer():
                 raise ValueError(f"--values: {param} is an integer setting, got {item!r}")
-            values.append(int(number))
-        else:
-            values.append(number)
+            number = int(number)
+        lo, hi = spec.get("min"), spec.get("max")
+        if (lo is not None and number < lo) or (hi is not None and number > hi):
+            raise ValueError(f"--values: {param} = {item} is outside [{lo}, {hi}] {spec.get('unit', '')}".rstrip())
+        values.append(number)
     if len(set(values)) != len(values):
         raise ValueError(f"--values: repeated value in {text!r}")
-    try:  # each value within the setting's declared range
-        for v in values:
-            CrossbarConfig().with_overrides({param: v})
-    except ValueError as exc:
-        raise ValueError(f"--values: {exc}") from None
     return values
 
 
@@ -120,7 +132,8 @@ def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError("a sweep changes device settings, which only the embedded server can: drop --url")
     if args.seeds < 1:
         raise ValueError("--seeds must be at least 1")
-    values = parse_values(args.param, args.values)
+    settings, of_preset = declared_settings(args.preset)
+    values = parse_values(args.param, args.values, settings)
     proto = REGISTRY[args.protocol]
     out = args.out or output_dir(args, f"sweep-{args.protocol}")
     out.mkdir(parents=True, exist_ok=True)
@@ -150,7 +163,8 @@ def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
         summary.append({"value": value, "mean_test_accuracy": float(acc.mean()), "std": std,
                         "sem": std / math.sqrt(acc.size), "n": int(acc.size)})
     result = {"protocol": args.protocol, "param": args.param, "values": values, "seeds": seeds,
-              "preset": args.preset, "dataset": args.dataset, "summary": summary, "points": points}
+              "preset": args.preset, "preset_value": settings[args.param]["value"] if of_preset else None,
+              "unit": settings[args.param]["unit"], "dataset": args.dataset, "summary": summary, "points": points}
     (out / "sweep.json").write_text(json.dumps(result, indent=2) + "\n")
     plot_sweep(result, out / "sweep.png")
     print(f"{'value':>10} {'test accuracy':>22}")
@@ -174,9 +188,10 @@ def plot_sweep(result: dict[str, Any], path: Path) -> Path:
                 fmt="o-", capsize=4, label=f"mean ± std over {len(result['seeds'])} seed(s)")
     ax.plot([float(p["value"]) for p in result["points"]], [100 * p["test_accuracy"] for p in result["points"]],
             ".", color="gray", alpha=0.6, label="single runs")
-    preset_value = getattr(get_preset(result["preset"]), result["param"])
-    ax.axvline(float(preset_value), color="C3", linestyle=":", label=f"{result['preset']} value ({preset_value})")
-    ax.set_xlabel(result["param"])
+    preset_value = result.get("preset_value")
+    if preset_value is not None:
+        ax.axvline(float(preset_value), color="C3", linestyle=":", label=f"{result['preset']} value ({preset_value})")
+    ax.set_xlabel(f"{result['param']} [{result['unit']}]" if result.get("unit") not in (None, "", "1") else result["param"])
     ax.set_ylabel("test accuracy [%]")
     ax.set_title(f"{result['protocol']} on {result['dataset']}: {result['param']} varied from {result['preset']}")
     ax.grid(alpha=0.3)
