@@ -22,7 +22,7 @@ import numpy as np
 
 from trainer_client import sweep
 from trainer_client.cli_common import add_common_options, device_session, floats, output_dir, positive_float, positive_int
-from trainer_client.client import DeviceClient, Totals
+from trainer_client.client import DeviceClient
 from trainer_client.datasets import load
 from trainer_client.optim import LR_SCHEDULES, OPTIMIZERS
 from trainer_client.protocols.ep import LOSSES, NUDGING, EPConfig, EPTrainer
@@ -120,7 +120,6 @@ def run(args: argparse.Namespace, overrides: dict[str, Any], seed: int) -> dict[
             trainer, history = train_ep(lease, topology, data, config, epochs, totals=client.totals,
                                         checkpoint=Checkpoint(ckpt / "device"), progress=progress)
             states = {"device": _free_states(trainer, x_hist)}
-        device_totals = Totals(**vars(client.totals))
         runs: dict[str, list[EpochRecord]] = {"device": history}
         if session.ideal_id is not None:
             ideal_client = DeviceClient(session.url, encoding=args.encoding)
@@ -134,6 +133,9 @@ def run(args: argparse.Namespace, overrides: dict[str, Any], seed: int) -> dict[
         _, runs["software"] = train_ep(soft, topology, data, config, epochs, checkpoint=Checkpoint(ckpt / "software"),
                                        progress=progress, label="software ")
     last = history[-1]
+    # the device run's totals over every epoch, those before a --resume included
+    totals = {key: sum(getattr(r, key) for r in history)
+              for key in ("device_time_s", "instrument_time_s", "energy_j", "device_calls")}
     report = {
         "protocol": "ep",
         "dataset": data.name,
@@ -146,11 +148,9 @@ def run(args: argparse.Namespace, overrides: dict[str, Any], seed: int) -> dict[
         "best_test_accuracy": max(r.test_accuracy for r in history),
         "ideal_test_accuracy": runs["ideal"][-1].test_accuracy if "ideal" in runs else None,
         "software_test_accuracy": runs["software"][-1].test_accuracy if "software" in runs else None,
-        "device_time_s": device_totals.device_time_s,
-        "instrument_time_s": device_totals.instrument_time_s,
-        "energy_j": device_totals.energy_j,
-        "wall_time_s": time.perf_counter() - t_start,
-        "device_calls": device_totals.device_calls,
+        **totals,
+        "wall_time_s": sum(r.wall_time_s for r in history),
+        "command_wall_time_s": time.perf_counter() - t_start,
         "seed": seed,
         "hyperparameters": {"beta": config.beta, "t1": config.t1, "t2": config.t2, "nudging": config.nudging,
                             "lrs": list(config.lrs), "batch_size": config.batch_size, "optimizer": config.optimizer,
@@ -172,8 +172,8 @@ def run(args: argparse.Namespace, overrides: dict[str, Any], seed: int) -> dict[
     refs_line = ", ".join(f"{name} {100 * h[-1].test_accuracy:.2f} %" for name, h in runs.items() if name != "device")
     print(f"test accuracy {100 * last.test_accuracy:.2f} % (best {100 * report['best_test_accuracy']:.2f} %)"
           f"{'; ' + refs_line if refs_line else ''}; wall time {report['wall_time_s']:.1f} s, device time "
-          f"{1e3 * device_totals.device_time_s:.2f} ms, energy {1e6 * device_totals.energy_j:.2f} µJ, "
-          f"{device_totals.device_calls} device calls")
+          f"{1e3 * totals['device_time_s']:.2f} ms, energy {1e6 * totals['energy_j']:.2f} µJ, "
+          f"{totals['device_calls']} device calls")
     print(f"wrote {out / 'report.json'}, {out / 'curves.png'} and {out / 'states.png'}")
     return report
 
