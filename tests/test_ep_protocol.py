@@ -160,3 +160,39 @@ def test_an_unreadable_checkpoint_is_refused_with_a_clear_message(tmp_path: Path
     with pytest.raises(ValueError, match="cannot be read"):
         train_ep(SoftwareDevice(sizes, w_max, settings_table(IDEAL)), {"sizes": sizes, "w_max": w_max}, digits,
                  EPConfig(), 1, checkpoint=ckpt, progress=False, log=lambda _: None)
+
+
+def test_http_is_transparent_the_ideal_device_trains_the_same_weights_in_process(lab_url, digits):
+    """EP over HTTP (binary codec, server checks) and with the driver object in this process train
+    the same weights bit for bit on the noise-free ideal device (one BLAS thread on both sides)."""
+    from threadpoolctl import threadpool_limits
+
+    from device_server.drivers.emulated import EmulatedCrossbar
+
+    class InProcess:
+        def __init__(self, driver: EmulatedCrossbar) -> None:
+            self.driver = driver
+
+        def program(self, weights, return_achieved=True):
+            return {"report": self.driver.program(weights).report}
+
+        def relax(self, x, beta=0.0, target=None, steps=20, init=None):
+            r = self.driver.relax(x, beta, target, steps, init)
+            return {**r.arrays, "report": r.report}
+
+    driver = EmulatedCrossbar("local", {"sizes": DEVICES["digits-ideal"]}, "ideal", seed=5)
+    w_max = driver.describe()["topology"]["w_max"]
+    config = EPConfig(batch_size=32, seed=4)
+    eye = np.eye(10, dtype=np.float32)
+    with threadpool_limits(1), DeviceClient(lab_url) as client, client.lease("digits-ideal", holder="test") as lease:
+        local = EPTrainer(InProcess(driver), EPNetwork.init(DEVICES["digits-ideal"], w_max, np.random.default_rng(4)),
+                          config)
+        remote = EPTrainer(lease, EPNetwork.init(DEVICES["digits-ideal"], w_max, np.random.default_rng(4)), config)
+        for i in range(0, 640, 32):
+            batch = (digits.x_train[i:i + 32], eye[digits.y_train[i:i + 32]])
+            local.step(*batch)
+            remote.step(*batch)
+    for name, w in local.net.weights.items():
+        assert np.array_equal(remote.net.weights[name], w), name
+    assert any(np.abs(w - w0).max() > 1e-3 for w, w0 in zip(local.net.weights.values(), EPNetwork.init(
+        DEVICES["digits-ideal"], w_max, np.random.default_rng(4)).weights.values()))  # it did train
