@@ -6,7 +6,8 @@ FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    SPINHIL_STATE_DIR=/state
 
 WORKDIR /app
 
@@ -16,11 +17,11 @@ COPY device_server/ device_server/
 COPY trainer_client/ trainer_client/
 RUN pip install --no-cache-dir .
 
-# Run as an unprivileged user. /runs is created here so that a named volume mounted on it
-# starts out owned by that user (the trainer writes its reports there).
+# Run as an unprivileged user. /runs and /state are created here so that named volumes mounted
+# on them start out owned by that user (reports; the server's state database).
 RUN useradd --create-home --uid 1000 spinhil \
-    && mkdir -p /runs \
-    && chown spinhil:spinhil /runs
+    && mkdir -p /runs /state \
+    && chown spinhil:spinhil /runs /state
 USER spinhil
 
 EXPOSE 8000

@@ -31,6 +31,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.common import write_result  # noqa: E402
+from benchmarks.ep_step import InProcess  # noqa: E402
 from device_models.crossbar import default_w_max  # noqa: E402
 from device_server.drivers.emulated import EmulatedCrossbar  # noqa: E402
 from trainer_client.cli_common import lab_text  # noqa: E402
@@ -46,21 +47,6 @@ SEED = 2
 CHUNK = 47
 #: Batches the JSON contender runs (a slice of the epoch).
 JSON_BATCHES = 20
-
-
-class InProcess:
-    """The EP device interface on a driver object: no HTTP, no codec, no server checks."""
-
-    def __init__(self, driver: EmulatedCrossbar) -> None:
-        self.driver = driver
-
-    def program(self, weights, return_achieved=True):
-        r = self.driver.program(weights)
-        return {**(r.arrays if return_achieved else {}), "report": r.report}
-
-    def relax(self, x, beta=0.0, target=None, steps=20, init=None):
-        r = self.driver.relax(np.asarray(x), beta, target, steps, init)
-        return {**r.arrays, "report": r.report}
 
 
 class FloorEP:

@@ -11,9 +11,10 @@ import sys
 import time
 
 from benchmarks import common  # noqa: F401  (one BLAS thread, before NumPy loads)
-from benchmarks import demo, ep_epoch, ep_mnist, nonideality_sweep  # noqa: E402
+from benchmarks import demo, ep_epoch, ep_mnist, ep_step, nonideality_sweep  # noqa: E402
 
-BENCHMARKS = {"ep_epoch_mnist": ep_epoch.main, "ep_mnist": ep_mnist.main, "demo_digits": demo.main}
+BENCHMARKS = {"ep_step_mnist": ep_step.main, "ep_epoch_mnist": ep_epoch.main, "ep_mnist": ep_mnist.main,
+              "demo_digits": demo.main}
 FULL_ONLY = {"nonideality_sweep_mnist": nonideality_sweep.main}
 
 

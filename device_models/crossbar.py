@@ -589,6 +589,40 @@ class CrossbarNetwork:
         verify = c.pulses_per_write * c.v_read_v**2 * c.t_read_s * g_sum  # a verify read after each pulse
         return idx[fail], write, verify
 
+    # ------------------------------------------------------------------ non-volatile state
+    def export_state(self) -> dict[str, np.ndarray]:
+        """The programmed (non-volatile) state: per crossbar ``k`` the cell conductances
+        ``x{k}.g`` [S], shape ``(2, n_out, n_in+1)``, and the grid targets ``x{k}.target``
+        (NaN: never written). Everything else is fabrication (drawn from the seed) or derived.
+        The arrays are the model's own (no copy): read them before the next write.
+        """
+        out: dict[str, np.ndarray] = {}
+        for k, xb in enumerate(self._xbars):
+            out[f"x{k}.g"] = xb.g
+            out[f"x{k}.target"] = xb.target
+        return out
+
+    def restore_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Put back a state from :meth:`export_state` of the same chip (same sizes, config, seed).
+
+        The derived read matrices are recomputed from the conductances with the same arithmetic
+        as a write, so the restored weights equal the exported ones bit for bit.
+        """
+        expected = set(self.export_state())
+        if set(state) != expected:
+            raise ValueError(f"state must hold exactly {sorted(expected)}, got {sorted(state)}")
+        for k, xb in enumerate(self._xbars):
+            g, target = np.asarray(state[f"x{k}.g"]), np.asarray(state[f"x{k}.target"])
+            if g.shape != xb.g.shape or target.shape != xb.target.shape:
+                raise ValueError(f"crossbar {k}: state shapes {g.shape}, {target.shape} do not fit "
+                                 f"{xb.g.shape}, {xb.target.shape}")
+            if not np.all(np.isfinite(g)) or np.any(g < xb.floor * (1 - 1e-9)) or np.any(g > xb.ceil * (1 + 1e-9)):
+                raise ValueError(f"crossbar {k}: conductances outside the cells' reachable range")
+        for k, xb in enumerate(self._xbars):
+            xb.g = np.array(state[f"x{k}.g"], dtype=np.float64)
+            xb.target = np.array(state[f"x{k}.target"], dtype=np.float64)
+            xb.refresh(self.dtype, self.config.bias_nonlinearity)
+
     # ------------------------------------------------------------------ description
     def describe(self) -> dict[str, Any]:
         """Topology, ranges and model version (the driver adds capabilities and limits)."""

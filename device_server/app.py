@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -14,7 +16,8 @@ from device_server.errors import install_handlers
 from device_server.lab import Lab, load_lab
 from device_server.metrics import Metrics
 from device_server.openapi import install_openapi
-from device_server.routers import devices, health, leases, operations
+from device_server.audit import AuditMiddleware
+from device_server.routers import admin, audit, devices, health, leases, operations
 from device_server.settings import Settings
 
 DESCRIPTION = """Spintronic chips as instruments on a bench: physics, noise, limits, latency, energy.
@@ -22,7 +25,9 @@ DESCRIPTION = """Spintronic chips as instruments on a bench: physics, noise, lim
 Arrays travel as MessagePack (`application/msgpack`, arrays as `{dtype, shape, data}`) or JSON
 (nested lists); `Content-Type` and `Accept` choose. Errors are RFC 9457 problem details naming
 the field. Operations that touch a device need the lease token in `X-Lease-Token`; writes take
-an `Idempotency-Key`.
+an `Idempotency-Key`. Unless the server runs `--open`, every route but `/v1/health` and
+`/metrics` needs an API key (`Authorization: Bearer shl_…`) whose role carries the scope the
+route names (roles: observer, user, admin).
 """
 
 
@@ -62,12 +67,19 @@ def create_app(settings: Settings | None = None, lab: Lab | None = None) -> Fast
     """Build a server for ``settings`` (the lab file it names, or the built-in default lab)."""
     settings = settings or Settings()
     lab = lab or load_lab(settings.lab)
-    ctx = ServerContext(settings=settings, lab=lab)
-    app = FastAPI(title="SpinHIL device server", version=__version__, description=DESCRIPTION)
+    ctx = ServerContext.build(settings, lab)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        ctx.store.close()
+
+    app = FastAPI(title="SpinHIL device server", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.ctx = ctx
     install_handlers(app)
-    for module in (health, devices, leases, operations):
+    for module in (health, devices, leases, operations, admin, audit):
         app.include_router(module.router)
     install_openapi(app)
+    app.add_middleware(AuditMiddleware, store=ctx.store)
     app.add_middleware(RequestContextMiddleware, metrics=ctx.metrics)
     return app

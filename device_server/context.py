@@ -6,24 +6,37 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
+from device_server.auth import Authenticator
 from device_server.drivers.base import Driver
+from device_server.durable import DurableDevices
 from device_server.errors import NotFound
 from device_server.idempotency import IdempotencyCache
 from device_server.lab import Lab
 from device_server.leases import LeaseManager
 from device_server.metrics import Metrics
 from device_server.settings import Settings
+from device_server.store import Store
 
 
 @dataclass
 class ServerContext:
     settings: Settings
     lab: Lab
-    leases: LeaseManager = field(default_factory=LeaseManager)
+    store: Store
+    leases: LeaseManager
+    auth: Authenticator
+    durable: DurableDevices
     metrics: Metrics = field(default_factory=Metrics)
     idempotency: IdempotencyCache | None = None
     started_at: float = field(default_factory=time.time)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, settings: Settings, lab: Lab) -> "ServerContext":
+        """Open the store, restore every device's programmed state, reload leases and queues."""
+        store = Store.open(settings.state_dir, settings.database_url, settings.ephemeral)
+        return cls(settings=settings, lab=lab, store=store, leases=LeaseManager(store),
+                   auth=Authenticator(store, settings.open), durable=DurableDevices(store, lab))
 
     def __post_init__(self) -> None:
         if self.idempotency is None:

@@ -11,6 +11,8 @@ Problem tree (status in brackets)::
 
     Problem
     ├── MalformedBody [400]        body cannot be decoded
+    ├── Unauthorized [401]         no API key, or an unknown, revoked or expired one
+    ├── Forbidden [403]            a known key whose role lacks the scope
     ├── NotFound [404]             unknown device, layer, array or lease
     │   └── CapabilityMissing      an operation the device does not declare
     ├── MethodNotAllowed [405]     a path without that method (with Allow)
@@ -19,6 +21,7 @@ Problem tree (status in brackets)::
     ├── UnsupportedMediaType [415] content type not supported
     ├── InvalidInput [422]         shape, dtype, NaN/Inf, beyond a safe-operating limit, unknown field
     ├── LeaseRequired [428]        operation sent without a lease token
+    ├── QuotaExceeded [429]        the key's device-seconds quota is spent
     ├── DeviceUnavailable [503]    device faulted or offline (with Retry-After)
     └── DriverContractViolation [500]  the driver broke the contract (a bug on the lab's side)
 """
@@ -86,6 +89,14 @@ class MalformedBody(Problem):
     status, slug, title = 400, "malformed-body", "Malformed body"
 
 
+class Unauthorized(Problem):
+    status, slug, title = 401, "unauthorized", "Unauthorized"
+
+
+class Forbidden(Problem):
+    status, slug, title = 403, "forbidden", "Forbidden"
+
+
 class NotFound(Problem):
     status, slug, title = 404, "not-found", "Not found"
 
@@ -118,6 +129,10 @@ class LeaseRequired(Problem):
     status, slug, title = 428, "lease-required", "Lease required"
 
 
+class QuotaExceeded(Problem):
+    status, slug, title = 429, "quota-exceeded", "Quota exceeded"
+
+
 class DeviceUnavailable(Problem):
     status, slug, title = 503, "device-unavailable", "Device unavailable"
 
@@ -142,6 +157,7 @@ def from_driver_error(exc: DriverError) -> Problem:
 
 def problem_response(request: Request, problem: Problem) -> JSONResponse:
     request_id = getattr(request.state, "request_id", None)
+    request.state.problem_detail = problem.detail  # for the audit record
     return JSONResponse(
         problem.body(instance=request.url.path, request_id=request_id),
         status_code=problem.status,

@@ -29,3 +29,4 @@ class Metrics:
             "spinhil_energy_joules", "Energy of executed operations [J]", ["device"], registry=self.registry
         )
         self.leased = Gauge("spinhil_device_leased", "1 while the device is leased", ["device"], registry=self.registry)
+        self.queued = Gauge("spinhil_queue_length", "Tickets waiting for the device", ["device"], registry=self.registry)

@@ -46,10 +46,11 @@ def response_doc(model: type[BaseModel]) -> dict[int, dict[str, Any]]:
 
 
 _STATUS_TEXT = {
-    400: "Body cannot be decoded", 401: "No key, or an unknown or revoked key", 404: "Unknown device, layer or lease",
+    400: "Body cannot be decoded", 401: "No key, or an unknown, revoked or expired key",
+    403: "The key's role lacks the scope this route requires", 404: "Unknown device, layer or lease",
     409: "Device leased by someone else, or stale lease token", 413: "Body over the size limit",
     415: "Content type not supported", 422: "Invalid input (shape, dtype, NaN/Inf, beyond a limit, unknown field)",
-    428: "Lease token missing", 503: "Device faulted or offline",
+    428: "Lease token missing", 429: "The key's device-seconds quota is spent", 503: "Device faulted or offline",
 }
 
 

@@ -107,8 +107,23 @@ class UpdateRequest(_Body):
 
 
 class LeaseRequest(_Body):
-    holder: str = Field("anonymous", max_length=200, description="who holds the lease (shown to others)")
+    holder: str = Field("anonymous", max_length=200,
+                        description="who holds the lease (shown to others); the key's name when omitted")
     ttl_s: float | None = Field(None, gt=0, description="[s] time to live; the server default when omitted")
+    queue: bool = Field(False, description="wait in the device's FIFO queue when it is held (202 and a ticket) "
+                        "instead of a 409")
+
+
+class BreakRequest(_Body):
+    reason: str = Field(min_length=1, max_length=2000, description="why the lease is broken (recorded in the audit)")
+
+
+class KeyRequest(_Body):
+    name: str = Field(min_length=1, max_length=200, description="whose key (a person or a robot)")
+    role: str = Field("user", pattern="^(observer|user|admin)$", description="observer, user or admin")
+    expires_in_days: float | None = Field(None, gt=0, description="[days] until the key stops working; never when omitted")
+    quota_device_s: float | None = Field(None, ge=0, description="[s] device-seconds the key may hold devices; "
+                                         "unlimited when omitted")
 
 
 class KeepaliveRequest(_Body):

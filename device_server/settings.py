@@ -6,9 +6,10 @@ Read from arguments, or from ``SPINHIL_*`` environment variables (``SPINHIL_LAB`
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -30,6 +31,12 @@ class Settings(BaseSettings):
     max_lease_ttl_s: float = Field(3600.0, gt=0, description="[s] longest lease time to live a client may ask")
     idempotency_capacity: int = Field(4096, gt=0, description="remembered Idempotency-Key results (oldest dropped)")
     idempotency_max_bytes: int = Field(256 * 2**20, gt=0, description="[bytes] memory for remembered write results")
+    open: bool = Field(False, description="serve without API keys: every caller may do everything (local use only)")
+    state_dir: Path = Field(default_factory=lambda: default_state_dir(),
+                            description="folder of the state database spinhil.db (keys, leases, queue, "
+                            "programmed device state, audit)")
+    database_url: str | None = Field(None, description="SQLAlchemy URL of the state database; overrides state_dir")
+    ephemeral: bool = Field(False, description="keep state in memory only: a restart resets the lab (demo, tests)")
 
     @field_validator("latency")
     @classmethod
@@ -44,6 +51,13 @@ class Settings(BaseSettings):
             raise ValueError("latency scale factor must be a finite, non-negative number")
         return value
 
+    @model_validator(mode="after")
+    def _check_access(self) -> "Settings":
+        if self.ephemeral and not self.open:
+            raise ValueError("an ephemeral server keeps its keys in memory, where none can be made: "
+                             "add --open, or give a --state-dir instead of --ephemeral")
+        return self
+
     @property
     def latency_scale(self) -> float:
         """Factor applied to ``instrument_time_s`` before answering (0: virtual)."""
@@ -52,3 +66,9 @@ class Settings(BaseSettings):
         if self.latency == "real":
             return 1.0
         return float(self.latency)
+
+
+def default_state_dir() -> Path:
+    """``$XDG_STATE_HOME/spinhil`` (``~/.local/state/spinhil`` when unset)."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "spinhil"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +64,7 @@ def write_lab(path: Path, devices: list[dict]) -> Path:
 @pytest.fixture
 def app_client() -> Iterator[TestClient]:
     """The default-lab app in-process, for fast HTTP-layer tests."""
-    with TestClient(create_app(Settings())) as tc:
+    with TestClient(create_app(Settings(open=True, ephemeral=True))) as tc:
         yield tc
 
 
@@ -77,3 +78,45 @@ def inprocess(app_client: TestClient) -> Iterator[DeviceClient]:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+@dataclass
+class SharedLab:
+    """A keyed ``hil-server`` with a state directory, and one API key per role."""
+
+    url: str
+    state_dir: Path
+    lab: Path
+    keys: dict[str, str]
+    server: LocalServer
+
+    def client(self, who: str, **kwargs) -> DeviceClient:
+        return DeviceClient(self.url, api_key=self.keys[who], **kwargs)
+
+
+def make_keys(state_dir: Path, roles: dict[str, str]) -> dict[str, str]:
+    """API keys ``{name: key}`` made directly in the state database (the CLI is tested on its own)."""
+    from device_server.auth import create_key
+    from device_server.store import Store
+
+    store = Store.open(state_dir)
+    try:
+        return {name: create_key(store, name, role)[0] for name, role in roles.items()}
+    finally:
+        store.close()
+
+
+SMALL_LAB = [{"id": "chip", "sizes": [16, 12, 4], "seed": 3}, {"id": "chip-ideal", "sizes": [16, 12, 4], "preset": "ideal"},
+             {"id": "digits", "sizes": [64, 32, 10], "preset": "ideal"}]
+
+
+@pytest.fixture(scope="module")
+def shared_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedLab]:
+    """A shared lab for a module's tests: keys required, state on disk, lease TTL 3 s."""
+    root = tmp_path_factory.mktemp("shared-lab")
+    lab = write_lab(root / "lab.toml", SMALL_LAB)
+    state = root / "state"
+    keys = make_keys(state, {"admin": "admin", "alice": "user", "bob": "user", "olga": "observer"})
+    server = LocalServer(lab=lab, state_dir=state, extra_args=["--lease-ttl", "3"], log_path=root / "server.log")
+    with server as url:
+        yield SharedLab(url, state, lab, keys, server)

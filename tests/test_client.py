@@ -109,14 +109,16 @@ class DropsAnswer(httpx.BaseTransport):
         return response
 
 
-def test_a_lost_answer_is_resent_only_when_that_is_harmless(app_client: TestClient):
+def test_a_lost_answer_is_resent_and_replayed_not_measured_twice(app_client: TestClient):
     transport = DropsAnswer(app_client._transport)  # noqa: SLF001
     with DeviceClient("http://testserver", transport=transport, backoff_s=0.001) as client:
         with client.lease("crossbar-digits-ideal", keepalive=False) as lease:
             lease.program({"b1": np.zeros(10)})
             before = transport.calls
-            with pytest.raises(TransportError):  # relax has no idempotency key: not resent
-                lease.relax(np.zeros((1, 64)))
-            assert transport.calls == before + 1
+            # relax carries an Idempotency-Key too: resent, and the server replays the first measurement
+            lease.relax(np.zeros((1, 64)))
+            assert transport.calls == before + 2 and client.last_replayed
+            metrics = app_client.get("/metrics").text
+            assert 'spinhil_device_operations_total{device="crossbar-digits-ideal",operation="relax"} 1.0' in metrics
             lease.update({"b1": np.full(10, 0.02)})  # resent with its key, applied once
             np.testing.assert_allclose(lease.read_weights()["weights"]["b1"], 0.02, rtol=1e-6)

@@ -96,6 +96,33 @@ class Unseeded(EmulatedCrossbar):
         return result
 
 
+class IgnoresUnknownLayers(EmulatedCrossbar):
+    """Answers a forward of a layer it does not have with all its layers instead of refusing."""
+
+    def forward(self, x: np.ndarray, layers: Sequence[int] | None) -> OpResult:
+        if layers is not None and max(layers) >= self.model.n_crossbars:
+            layers = None
+        return super().forward(x, layers)
+
+
+class UnderstatedNoise(EmulatedCrossbar):
+    """Declares a programming error ten times smaller than the one it has."""
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        program = info["noise"]["program"]
+        program["std"] = {n: v / 10 for n, v in program["std"].items()}
+        program["resolution"] = {n: 0.0 for n in program["resolution"]}
+        return info
+
+
+class LossyRestore(EmulatedCrossbar):
+    """Restores the programmed conductances through float32: close, but not the state it exported."""
+
+    def restore_state(self, state: Mapping[str, np.ndarray]) -> None:
+        super().restore_state({k: v.astype(np.float32).astype(np.float64) for k, v in state.items()})
+
+
 @pytest.mark.parametrize(
     ("broken", "rule"),
     [
@@ -105,6 +132,9 @@ class Unseeded(EmulatedCrossbar):
         (NonIdempotentWrite, "idempotent-writes"),
         (LeakyRefusal, "state-untouched"),
         (Unseeded, "determinism"),
+        (LossyRestore, "state-restore"),
+        (IgnoresUnknownLayers, "limits"),
+        (UnderstatedNoise, "read-after-program"),
     ],
 )
 def test_a_broken_driver_fails_the_rule_it_breaks(broken: type[EmulatedCrossbar], rule: str) -> None:

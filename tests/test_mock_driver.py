@@ -37,7 +37,7 @@ def served() -> Iterator[tuple[str, RecordingDriver]]:
     lab = build_lab(LAB, "test")
     mock = lab.devices["rec"]
     assert isinstance(mock, RecordingDriver)
-    with serve_in_thread(create_app(Settings(), lab)) as url:
+    with serve_in_thread(create_app(Settings(open=True, ephemeral=True), lab)) as url:
         yield url, mock
 
 

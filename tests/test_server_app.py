@@ -72,7 +72,7 @@ def test_health_names_the_lab(client: DeviceClient):
 @pytest.mark.parametrize("latency,scale", [("virtual", 0.0), ("real", 1.0), ("0.5", 0.5)])
 def test_latency_modes_pace_on_instrument_time(latency: str, scale: float):
     """A first full write of crossbar-digits takes ~0.4 s of bench time: real mode waits for it."""
-    with TestClient(create_app(Settings(latency=latency))) as tc:
+    with TestClient(create_app(Settings(latency=latency, open=True, ephemeral=True))) as tc:
         client = DeviceClient("http://testserver", transport=tc._transport)  # noqa: SLF001
         with client.lease("crossbar-digits", keepalive=False) as lease:
             t0 = time.perf_counter()

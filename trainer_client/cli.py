@@ -18,12 +18,13 @@ import argparse
 import contextlib
 import sys
 import time
+import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from trainer_client import ep_command, sweep
-from trainer_client.cli_common import floats, positive_float, positive_int
+from trainer_client.cli_common import floats, positive_float, positive_int, show_queue
 from trainer_client.client import DeviceClient
 from trainer_client.datasets import DatasetError, download_mnist, load
 from trainer_client.errors import HILError
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Train Equilibrium Propagation on scikit-learn's 8x8 digits on an emulated "
                           "MTJ crossbar over HTTP; writes report.json and curves.png.")
     demo.add_argument("--url", help="device server to use (default: start one on a free loopback port)")
+    demo.add_argument("--api-key", help="API key of a shared lab server (default: $SPINHIL_API_KEY)")
     demo.add_argument("--out", type=Path, help="output folder (default runs/<timestamp>/)")
     demo.add_argument("--ideal", action="store_true", help="use the ideal device (every non-ideality off)")
     demo.add_argument("--device", help="device id (default crossbar-digits, or crossbar-digits-ideal with --ideal)")
@@ -68,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     devices = sub.add_parser("devices", help="list the lab's devices")
     devices.add_argument("--url", default="http://127.0.0.1:8000")
+    devices.add_argument("--api-key", help="API key (default: $SPINHIL_API_KEY)")
 
     dl = sub.add_parser("download", help="fetch a data set (needs internet)")
     dl.add_argument("dataset", choices=["mnist"])
@@ -88,13 +91,14 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
             out_dir.mkdir(parents=True, exist_ok=True)
             url = stack.enter_context(LocalServer(lab=args.lab, log_path=out_dir / "server.log"))
             print(f"started a device server on {url} (log: {out_dir / 'server.log'})")
-        client = stack.enter_context(DeviceClient(url, encoding=args.encoding))
+        run_id = f"{out_dir.name}-{uuid.uuid4().hex[:8]}"  # prefixes every request id: the audit finds the run
+        client = stack.enter_context(DeviceClient(url, encoding=args.encoding, api_key=args.api_key, run_id=run_id))
         health = client.health()
         info = client.describe(device_id)
         print(f"training EP on {device_id} ({info['kind']}, preset {info['preset']}, layers "
               f"{info['topology']['sizes']}) with {len(data.x_train)} digits, testing on {len(data.x_test)}")
         t0 = time.perf_counter()
-        with client.lease(device_id, holder="hil-train demo") as lease:
+        with client.lease(device_id, holder="hil-train demo", wait=True, on_queue=show_queue) as lease:
             _, history = train_ep(lease, info["topology"], data, config, args.epochs, totals=client.totals,
                                   progress=not args.no_progress)
         wall = time.perf_counter() - t0
@@ -119,6 +123,9 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
         "device": {"kind": info["kind"], "topology": info["topology"], "model_version": info["model_version"],
                    "calibration_id": info["calibration_id"], "driver": info["driver"]},
         "server_url": url,
+        # what finds this run's calls in the server's audit (GET /v1/audit?request_id_prefix=…)
+        "audit": {"request_id_prefix": f"{run_id}-", "lease_id": lease.lease_id, "fencing": lease.fencing,
+                  "key_id": lease.info.get("owner")},
         "history": [r.as_dict() for r in history],
         "provenance": provenance(health, data.sha256),
     }
@@ -141,9 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "sweep":
             sweep.run_sweep(args)
         elif args.command == "devices":
-            with DeviceClient(args.url) as client:
+            with DeviceClient(args.url, api_key=args.api_key) as client:
                 for d in client.devices():
-                    print(f"{d['id']:<24} {d['kind']:<14} {d['status']:<7} {d['holder'] or ''}")
+                    print(f"{d['id']:<24} {d['kind']:<14} {d['status']:<7} {d['holder'] or '':<16} "
+                          f"queue {d['queue_length']}")
         elif args.command == "download":
             print(f"MNIST verified in {download_mnist(args.data_dir)}")
     except (HILError, DatasetError, ValueError) as exc:

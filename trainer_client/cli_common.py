@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -61,6 +62,12 @@ def positive_ints(text: str) -> list[int]:
     return [positive_int(v) for v in text.split(",")]
 
 
+def show_queue(ticket: dict[str, Any]) -> None:
+    """Tell the user where they stand while waiting in a busy device's queue (``lease(wait=True)``)."""
+    print(f"{ticket['device_id']} is busy: position {ticket['position']} in its queue, "
+          f"about {ticket['estimated_wait_s']:.0f} s to wait", flush=True)
+
+
 def add_common_options(p: argparse.ArgumentParser, *, epochs: int | None = None,
                        batch_size: int | None = None) -> None:
     """Options of every training command. ``None`` defaults are filled per data set by the command."""
@@ -68,6 +75,7 @@ def add_common_options(p: argparse.ArgumentParser, *, epochs: int | None = None,
     p.add_argument("--device", help="device id (default crossbar-<dataset>)")
     p.add_argument("--url", help="device server to use (default: start one on a free loopback port, "
                    "serving a lab written for the run)")
+    p.add_argument("--api-key", help="API key of a shared lab server (default: $SPINHIL_API_KEY)")
     p.add_argument("--preset", default="default-v1",
                    help="named non-idealities of the embedded server's device: default-v1 (default) or ideal "
                    "(the server's list; ignored with --url)")
@@ -118,7 +126,10 @@ def lab_text(devices: list[dict[str, Any]]) -> str:
 
 @dataclass
 class DeviceSession:
-    """A client and the devices a run uses (``ideal_id`` None when there is no ideal twin)."""
+    """A client and the devices a run uses (``ideal_id`` None when there is no ideal twin).
+
+    ``run_id`` prefixes every request id of the run's clients: the server's audit finds the run
+    (``GET /v1/audit?request_id_prefix=<run_id>-``)."""
 
     client: DeviceClient
     url: str
@@ -126,8 +137,14 @@ class DeviceSession:
     ideal_id: str | None
     health: dict[str, Any]
     info: dict[str, Any]
+    run_id: str = ""
     ideal_info: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+
+
+def session_client(args: argparse.Namespace, url: str, run_id: str) -> DeviceClient:
+    """A client of the run's server with the run's encoding, API key and request-id prefix."""
+    return DeviceClient(url, encoding=args.encoding, api_key=args.api_key, run_id=run_id)
 
 
 @contextlib.contextmanager
@@ -152,11 +169,12 @@ def device_session(args: argparse.Namespace, data: Dataset, out_dir: Path, overr
             lab.write_text(lab_text(devices))
             url = stack.enter_context(LocalServer(lab=lab, log_path=out_dir / "server.log"))
             print(f"started a device server on {url} (lab: {lab}, log: {out_dir / 'server.log'})")
-        client = stack.enter_context(DeviceClient(url, encoding=args.encoding))
+        run_id = f"{out_dir.name}-{uuid.uuid4().hex[:8]}"
+        client = stack.enter_context(session_client(args, url, run_id))
         health = client.health()
         info = client.describe(device_id)
         known = {d["id"] for d in client.devices()}
-        session = DeviceSession(client, url, device_id, None, health, info)
+        session = DeviceSession(client, url, device_id, None, health, info, run_id)
         if want_ideal:
             if ideal_id in known:
                 session.ideal_id = ideal_id

@@ -7,7 +7,15 @@
 - MessagePack bodies by default (``encoding="json"`` for the JSON path);
 - problem details become typed exceptions (:mod:`trainer_client.errors`);
 - ``with client.lease(device_id) as dev:`` holds the device, keeps the lease alive in a
-  background thread and releases it on exit.
+  background thread and releases it on exit; ``wait=True`` waits in the device's queue
+  (long-poll) and reports the position and estimated wait as they change;
+- an API key (``api_key=`` or ``SPINHIL_API_KEY``) goes in ``Authorization: Bearer``;
+- every device operation carries the lease's token and fencing number and an
+  ``Idempotency-Key``, so after a server restart (or a lost answer) a retry is safe: a write
+  that was applied replays its first answer, one that was not is applied once. Backoff
+  doubles up to ``max_backoff_s``, so the default retries ride out a restart of a few seconds;
+- ``run_id`` prefixes every ``X-Request-ID`` (``<run_id>-<n>``): the server's audit finds a
+  run's calls by it.
 
 ``transport`` is any ``httpx.BaseTransport``: tests pass an in-process ASGI transport, the
 real path uses sockets.
@@ -15,18 +23,28 @@ real path uses sockets.
 
 from __future__ import annotations
 
+import itertools
+import os
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import numpy as np
 
 from trainer_client import codec
-from trainer_client.errors import DeviceUnavailable, LeaseConflict, NotFound, TransportError, from_problem
+from trainer_client.errors import (
+    DeviceUnavailable,
+    LeaseConflict,
+    NotFound,
+    QuotaExceeded,
+    TransportError,
+    from_problem,
+)
 
 #: Answer fields that hold a list of arrays, or a map of named arrays.
 ARRAY_LISTS = frozenset({"outputs", "states"})
@@ -72,6 +90,12 @@ class DeviceClient:
         First retry delay [s]; doubles at each attempt.
     encoding : ``"msgpack"`` or ``"json"``
         Body encoding of requests and answers.
+    api_key : str, optional
+        ``shl_…`` key of a shared lab server; ``SPINHIL_API_KEY`` when omitted (none for an open server).
+    max_backoff_s : float
+        Longest delay between two retries [s].
+    run_id : str, optional
+        Prefix of every request id (``<run_id>-<n>``), to find a run's calls in the audit.
     """
 
     def __init__(
@@ -80,22 +104,29 @@ class DeviceClient:
         transport: httpx.BaseTransport | None = None,
         *,
         timeout_s: float = 60.0,
-        retries: int = 4,
+        retries: int = 8,
         backoff_s: float = 0.05,
         encoding: str = "msgpack",
+        api_key: str | None = None,
+        max_backoff_s: float = 2.0,
+        run_id: str | None = None,
     ) -> None:
         if encoding not in ("msgpack", "json"):
             raise ValueError("encoding must be 'msgpack' or 'json'")
         self.media = codec.MSGPACK if encoding == "msgpack" else codec.JSON
         self.retries = retries
         self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.run_id = run_id
+        self._request_ids = itertools.count(1)
         self.totals = Totals()
-        self._http = httpx.Client(
-            base_url=base_url.rstrip("/"),
-            transport=transport,
-            timeout=timeout_s,
-            headers={"Accept": self.media, "User-Agent": "spinhil-trainer"},
-        )
+        self._thread = threading.local()
+        headers = {"Accept": self.media, "User-Agent": "spinhil-trainer"}
+        api_key = api_key if api_key is not None else os.environ.get("SPINHIL_API_KEY")
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key.strip()}"
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), transport=transport, timeout=timeout_s,
+                                  headers=headers)
 
     # ------------------------------------------------------------------ plumbing
     def close(self) -> None:
@@ -123,6 +154,8 @@ class DeviceClient:
             hdrs["Content-Type"] = self.media
         if write:
             hdrs.setdefault("Idempotency-Key", uuid.uuid4().hex)
+        if self.run_id:
+            hdrs.setdefault("X-Request-ID", f"{self.run_id}-{next(self._request_ids)}")
         retryable = _NOT_SENT + _MAYBE_SENT if write or method in ("GET", "DELETE") else _NOT_SENT
         delay = self.backoff_s
         for attempt in range(self.retries + 1):
@@ -132,15 +165,21 @@ class DeviceClient:
                 if not isinstance(exc, retryable) or attempt == self.retries:
                     raise TransportError(f"{method} {path}: {exc!r} after {attempt + 1} attempt(s)") from exc
                 time.sleep(delay)
-                delay *= 2
+                delay = min(2 * delay, self.max_backoff_s)
                 continue
             if response.status_code == 503 and attempt < self.retries:
                 retry_after = response.headers.get("Retry-After", "")
                 time.sleep(min(float(retry_after), 30.0) if retry_after.isdigit() else delay)
-                delay *= 2
+                delay = min(2 * delay, self.max_backoff_s)
                 continue
+            self._thread.replayed = response.headers.get("Idempotent-Replayed") == "true"
             return self._answer(response)
         raise AssertionError("unreachable")  # the loop returns or raises
+
+    @property
+    def last_replayed(self) -> bool:
+        """Whether this thread's last answer replayed an earlier one (``Idempotent-Replayed``)."""
+        return getattr(self._thread, "replayed", False)
 
     @staticmethod
     def _answer(response: httpx.Response) -> Any:
@@ -158,9 +197,12 @@ class DeviceClient:
         return response.text
 
     def _operation(self, method: str, device_id: str, op_path: str, token: str, body: Any = None,
-                   write: bool = False) -> dict[str, Any]:
-        out = self.request(method, f"/v1/devices/{device_id}/{op_path}", body,
-                           headers={"X-Lease-Token": token}, write=write)
+                   fencing: int | None = None) -> dict[str, Any]:
+        headers = {"X-Lease-Token": token}
+        if fencing is not None:
+            headers["X-Lease-Fencing"] = str(fencing)
+        # every operation carries an Idempotency-Key: a retry after a lost answer replays it
+        out = self.request(method, f"/v1/devices/{device_id}/{op_path}", body, headers=headers, write=True)
         self.totals.add(out["report"])
         if self.media == codec.JSON:  # nested lists -> arrays, so callers see one shape of answer
             for key in ARRAY_LISTS & out.keys():
@@ -192,42 +234,82 @@ class DeviceClient:
 
     # ------------------------------------------------------------------ leases
     def lease(self, device_id: str, ttl_s: float | None = None, holder: str = "hil-train",
-              keepalive: bool = True) -> "Lease":
-        """Take the device's lease; use as a context manager to keep it alive and release it."""
+              keepalive: bool = True, wait: bool = False, wait_timeout_s: float | None = None,
+              on_queue: Callable[[dict[str, Any]], None] | None = None) -> "Lease":
+        """Take the device's lease; use as a context manager to keep it alive and release it.
+
+        ``wait=True``: if the device is held, join its FIFO queue and wait (long-poll, each poll
+        keeps the place) until it is granted; ``on_queue`` is called with the ticket (``position``,
+        ``estimated_wait_s``) whenever it changes. ``wait_timeout_s``: give up (leave the queue)
+        after this long with ``TimeoutError``.
+        """
         body: dict[str, Any] = {"holder": holder}
         if ttl_s is not None:
             body["ttl_s"] = ttl_s
+        if wait:
+            body["queue"] = True
         info = self.request("POST", f"/v1/devices/{device_id}/leases", body, write=True)
+        if "ticket_id" in info:
+            info = self._wait_in_queue(info, wait_timeout_s, on_queue)
         return Lease(self, info, keepalive=keepalive)
 
+    def _wait_in_queue(self, ticket: dict[str, Any], timeout_s: float | None,
+                       on_queue: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        seen = None
+        while True:
+            if ticket["state"] == "granted" and "lease" in ticket:
+                return ticket["lease"]
+            if ticket["state"] != "waiting":
+                raise LeaseConflict({"status": 409, "title": "Left the queue", "field": "ticket_id",
+                                     "detail": f"ticket {ticket['ticket_id']} on {ticket['device_id']!r} is "
+                                               f"{ticket['state']}: {ticket.get('detail', '')}"})
+            if on_queue is not None and (ticket["position"], round(ticket["estimated_wait_s"])) != seen:
+                seen = (ticket["position"], round(ticket["estimated_wait_s"]))
+                on_queue(ticket)
+            wait_s = min(20.0, ticket["ttl_s"] / 3)
+            if deadline is not None:
+                if time.monotonic() >= deadline:
+                    self.request("DELETE", f"/v1/queue/{ticket['ticket_id']}")
+                    raise TimeoutError(f"still at position {ticket['position']} in the queue of "
+                                       f"{ticket['device_id']!r} after {timeout_s} s; left the queue")
+                wait_s = max(0.0, min(wait_s, deadline - time.monotonic()))
+            ticket = self.request("GET", f"/v1/queue/{ticket['ticket_id']}?wait_s={wait_s:.3f}")
+
+    def audit(self, **filters: Any) -> list[dict[str, Any]]:
+        """Audit records matching ``filters`` (key_id, device_id, lease_id, request_id_prefix, …); admins only."""
+        query = urlencode({k: v for k, v in filters.items() if v is not None})
+        return self.request("GET", f"/v1/audit?{query}")["records"]
+
     # ------------------------------------------------------------------ operations
-    def forward(self, device_id: str, token: str, x: np.ndarray, layers: Sequence[int] | None = None) -> dict[str, Any]:
+    def forward(self, device_id: str, token: str, x: np.ndarray, layers: Sequence[int] | None = None,
+                fencing: int | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"x": np.asarray(x)}
         if layers is not None:
             body["layers"] = list(layers)
-        return self._operation("POST", device_id, "forward", token, body)
+        return self._operation("POST", device_id, "forward", token, body, fencing)
 
     def relax(self, device_id: str, token: str, x: np.ndarray, beta: float = 0.0, target: np.ndarray | None = None,
-              steps: int = 20, init: Sequence[np.ndarray] | None = None) -> dict[str, Any]:
+              steps: int = 20, init: Sequence[np.ndarray] | None = None, fencing: int | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"x": np.asarray(x), "beta": float(beta), "steps": int(steps)}
         if target is not None:
             body["target"] = np.asarray(target)
         if init is not None:
             body["init"] = [np.asarray(s) for s in init]
-        return self._operation("POST", device_id, "relax", token, body)
+        return self._operation("POST", device_id, "relax", token, body, fencing)
 
     def program(self, device_id: str, token: str, weights: Mapping[str, np.ndarray],
-                return_achieved: bool = True) -> dict[str, Any]:
+                return_achieved: bool = True, fencing: int | None = None) -> dict[str, Any]:
         body = {"weights": {k: np.asarray(v) for k, v in weights.items()}, "return_achieved": return_achieved}
-        return self._operation("PUT", device_id, "weights", token, body, write=True)
+        return self._operation("PUT", device_id, "weights", token, body, fencing)
 
     def update(self, device_id: str, token: str, deltas: Mapping[str, np.ndarray],
-               return_achieved: bool = True) -> dict[str, Any]:
+               return_achieved: bool = True, fencing: int | None = None) -> dict[str, Any]:
         body = {"deltas": {k: np.asarray(v) for k, v in deltas.items()}, "return_achieved": return_achieved}
-        return self._operation("POST", device_id, "weights:update", token, body, write=True)
+        return self._operation("POST", device_id, "weights:update", token, body, fencing)
 
-    def read_weights(self, device_id: str, token: str) -> dict[str, Any]:
-        return self._operation("GET", device_id, "weights", token)
+    def read_weights(self, device_id: str, token: str, fencing: int | None = None) -> dict[str, Any]:
+        return self._operation("GET", device_id, "weights", token, None, fencing)
 
 
 class Lease:
@@ -253,7 +335,7 @@ class Lease:
         while not self._stop.wait(self.ttl_s / 3):
             try:
                 self.keepalive()
-            except (NotFound, LeaseConflict) as exc:  # the lease is gone: stop, and say so on the next call
+            except (NotFound, LeaseConflict, QuotaExceeded) as exc:  # the lease is gone (or ends): say so
                 self.lost = exc
                 return
             except Exception:  # transient: try again at the next tick
@@ -290,17 +372,17 @@ class Lease:
         return self.client.describe(self.device_id)
 
     def forward(self, x: np.ndarray, layers: Sequence[int] | None = None) -> dict[str, Any]:
-        return self.client.forward(self.device_id, self._token(), x, layers)
+        return self.client.forward(self.device_id, self._token(), x, layers, self.fencing)
 
     def relax(self, x: np.ndarray, beta: float = 0.0, target: np.ndarray | None = None, steps: int = 20,
               init: Sequence[np.ndarray] | None = None) -> dict[str, Any]:
-        return self.client.relax(self.device_id, self._token(), x, beta, target, steps, init)
+        return self.client.relax(self.device_id, self._token(), x, beta, target, steps, init, self.fencing)
 
     def program(self, weights: Mapping[str, np.ndarray], return_achieved: bool = True) -> dict[str, Any]:
-        return self.client.program(self.device_id, self._token(), weights, return_achieved)
+        return self.client.program(self.device_id, self._token(), weights, return_achieved, self.fencing)
 
     def update(self, deltas: Mapping[str, np.ndarray], return_achieved: bool = True) -> dict[str, Any]:
-        return self.client.update(self.device_id, self._token(), deltas, return_achieved)
+        return self.client.update(self.device_id, self._token(), deltas, return_achieved, self.fencing)
 
     def read_weights(self) -> dict[str, Any]:
-        return self.client.read_weights(self.device_id, self._token())
+        return self.client.read_weights(self.device_id, self._token(), self.fencing)

@@ -21,7 +21,16 @@ from typing import Any
 import numpy as np
 
 from trainer_client import sweep
-from trainer_client.cli_common import add_common_options, device_session, floats, output_dir, positive_float, positive_int
+from trainer_client.cli_common import (
+    add_common_options,
+    device_session,
+    floats,
+    output_dir,
+    positive_float,
+    positive_int,
+    session_client,
+    show_queue,
+)
 from trainer_client.client import DeviceClient
 from trainer_client.datasets import load
 from trainer_client.optim import LR_SCHEDULES, OPTIMIZERS
@@ -116,14 +125,17 @@ def run(args: argparse.Namespace, overrides: dict[str, Any], seed: int) -> dict[
         print(f"training EP on {session.device_id} ({info['kind']}, preset {info['preset']}, layers "
               f"{topology['sizes']}) with {len(data.x_train)} {data.name} samples, testing on {len(data.x_test)}")
         x_hist = data.x_test[:HISTOGRAM_SAMPLES]
-        with client.lease(session.device_id, holder="hil-train ep") as lease:
+        with client.lease(session.device_id, holder="hil-train ep", wait=True, on_queue=show_queue) as lease:
             trainer, history = train_ep(lease, topology, data, config, epochs, totals=client.totals,
                                         checkpoint=Checkpoint(ckpt / "device"), progress=progress)
             states = {"device": _free_states(trainer, x_hist)}
+            audit = {"request_id_prefix": f"{session.run_id}-", "lease_id": lease.lease_id, "fencing": lease.fencing,
+                     "key_id": lease.info.get("owner")}
         runs: dict[str, list[EpochRecord]] = {"device": history}
         if session.ideal_id is not None:
-            ideal_client = DeviceClient(session.url, encoding=args.encoding)
-            with ideal_client, ideal_client.lease(session.ideal_id, holder="hil-train ep (ideal)") as lease:
+            ideal_client = session_client(args, session.url, session.run_id)
+            with ideal_client, ideal_client.lease(session.ideal_id, holder="hil-train ep (ideal)", wait=True,
+                                                  on_queue=show_queue) as lease:
                 trainer, runs["ideal"] = train_ep(lease, session.ideal_info["topology"], data, config, epochs,
                                                   totals=ideal_client.totals, checkpoint=Checkpoint(ckpt / "ideal"),
                                                   progress=progress, label="ideal ")
@@ -160,6 +172,8 @@ def run(args: argparse.Namespace, overrides: dict[str, Any], seed: int) -> dict[
                    "calibration_id": info["calibration_id"], "driver": info["driver"],
                    "settings": {k: v["value"] for k, v in info["settings"].items()}},
         "server_url": session.url,
+        # what finds the device run's calls in the server's audit (GET /v1/audit?request_id_prefix=…)
+        "audit": audit,
         "history": [r.as_dict() for r in history],
         "references": {name: _summary(h) for name, h in runs.items() if name != "device"},
         "notes": session.notes,

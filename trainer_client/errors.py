@@ -6,12 +6,15 @@ Tree::
     ├── TransportError              the server could not be reached (after retries)
     └── ProblemError                the server answered an RFC 9457 problem
         ├── MalformedBody           400
-        ├── NotFound                404  unknown device, layer or lease
+        ├── Unauthorized            401  no API key, or an unknown, revoked or expired one
+        ├── Forbidden               403  the key's role lacks the scope
+        ├── NotFound                404  unknown device, layer, lease or ticket
         ├── LeaseConflict           409  leased by someone else, or a stale lease token
         ├── PayloadTooLarge         413
         ├── UnsupportedMediaType    415
         ├── InvalidInput            422  shape, dtype, NaN/Inf, beyond a limit, unknown field
         ├── LeaseRequired           428
+        ├── QuotaExceeded           429  the key's device-seconds are spent
         └── DeviceUnavailable       503  (after retries)
 
 Each ``ProblemError`` keeps ``status``, ``title``, ``detail``, ``field`` and the raw ``problem``.
@@ -46,6 +49,14 @@ class MalformedBody(ProblemError):
     status = 400
 
 
+class Unauthorized(ProblemError):
+    status = 401
+
+
+class Forbidden(ProblemError):
+    status = 403
+
+
 class NotFound(ProblemError):
     status = 404
 
@@ -68,6 +79,10 @@ class InvalidInput(ProblemError):
 
 class LeaseRequired(ProblemError):
     status = 428
+
+
+class QuotaExceeded(ProblemError):
+    status = 429
 
 
 class DeviceUnavailable(ProblemError):

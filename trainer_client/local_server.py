@@ -41,7 +41,8 @@ class LocalServer:
     """``with LocalServer() as url:`` — a ``hil-server`` process on loopback, stopped on exit."""
 
     def __init__(self, lab: Path | None = None, latency: str = "virtual", extra_args: list[str] | None = None,
-                 startup_timeout_s: float = 60.0, log_path: Path | None = None) -> None:
+                 startup_timeout_s: float = 60.0, log_path: Path | None = None, state_dir: Path | None = None,
+                 port: int | None = None) -> None:
         self.lab = lab
         self.latency = latency
         self.extra_args = extra_args or []
@@ -51,15 +52,22 @@ class LocalServer:
         self._log = None
         self.url = ""
         self.health: dict = {}
+        self.state_dir = state_dir
+        self.port = port
+        # without a state directory: a private lab, open and forgotten at exit (the demo's);
+        # with one: keys required and state kept, as on a shared lab server
+        self.access_args = ["--open", "--ephemeral"] if state_dir is None else ["--state-dir", str(state_dir)]
 
     def start(self) -> str:
-        port = free_port()
+        port = self.port or free_port()
+        self.port = port
         cmd = [sys.executable, "-m", "device_server", "--host", "127.0.0.1", "--port", str(port),
-               "--latency", self.latency, "--log-level", "info", *self.extra_args]
+               "--latency", self.latency, "--log-level", "info", *self.access_args, *self.extra_args]
         if self.lab is not None:
             cmd += ["--lab", str(self.lab)]
-        # the server's output goes to the log file, or to a temporary one: a failed start quotes it
-        self._log = open(self.log_path, "w+b") if self.log_path else tempfile.TemporaryFile()  # noqa: SIM115
+        # the server's output goes to the log file (appended: a restarted server keeps its history),
+        # or to a temporary one: a failed start quotes it
+        self._log = open(self.log_path, "a+b") if self.log_path else tempfile.TemporaryFile()  # noqa: SIM115
         # The server's arrays are small per request; BLAS threads there only fight the client for
         # the same cores (measured: the demo twice as slow on 2 cores). A user's setting wins.
         env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -103,6 +111,14 @@ class LocalServer:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+    def kill(self) -> None:
+        """``kill -9`` the server (a crash: no shutdown, nothing flushed); ``start()`` brings it back
+        on the same port."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+        self.stop()
 
     def __enter__(self) -> str:
         return self.start()

@@ -79,8 +79,8 @@ class OpResult:
     report: dict[str, Any] = field(default_factory=dict)
 
 
-#: The Driver methods that implement the operations of the contract.
-OPERATION_METHODS = ("forward", "relax", "program", "update", "read_weights")
+#: The Driver methods that implement the operations of the contract (and keep non-volatile state).
+OPERATION_METHODS = ("forward", "relax", "program", "update", "read_weights", "export_state", "restore_state")
 
 
 class Driver(ABC):
@@ -165,3 +165,29 @@ class Driver(ABC):
 
     def read_weights(self) -> OpResult:
         raise NotImplementedError
+
+    # Non-volatile state (optional, part of the contract for drivers that can be written):
+    # the server persists it after every acknowledged write and restores it at start, so a
+    # restart (or a crash) keeps what was programmed. A real instrument keeps its state in the
+    # chip itself and need not implement these; the server then persists nothing for it.
+    def export_state(self) -> dict[str, np.ndarray]:
+        """The device's non-volatile state as named NumPy arrays (fixed names, shapes, dtypes).
+
+        The arrays may be the driver's own (no copy); the caller reads them before the next
+        operation and copies what it keeps. ``NotImplementedError``: nothing to persist.
+        """
+        raise NotImplementedError
+
+    def restore_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Put back a state from :meth:`export_state` of the same device, bit for bit.
+
+        Raises ``ValueError`` for a state that does not fit the device (names, shapes, range).
+        """
+        raise NotImplementedError
+
+    def state_identity(self) -> str:
+        """What a saved state belongs to: the calibration id (kind, topology, settings, seed).
+
+        A state saved under another identity (the lab file changed) is not restored.
+        """
+        return str(self.declaration().get("calibration_id") or self.declaration().get("model_version", ""))

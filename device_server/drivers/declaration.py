@@ -114,6 +114,10 @@ def declaration_problems(declaration: Mapping[str, Any], implemented: Iterable[s
             problems.append(f"capabilities: {op!r} is not an operation of the contract {sorted(OPERATION_INPUTS)}")
         elif op != "describe" and op not in implemented:
             problems.append(f"capabilities: {op!r} is declared but the driver does not implement it")
+    if {"program", "update"} & set(caps) and declaration.get("driver") != "real" \
+            and not {"export_state", "restore_state"} <= implemented:
+        problems.append("export_state/restore_state: an emulated device that can be written must export and restore "
+                        "its programmed state, or an acknowledged write is lost at restart (a real chip keeps its own)")
     topology = declaration["topology"]
     weights: list[str] = []
     if WEIGHT_OPERATIONS & set(caps):

@@ -163,6 +163,12 @@ class EmulatedCrossbar(Driver):
         weights, report = self.model.read_weights()
         return OpResult({"weights": weights}, report)
 
+    def export_state(self) -> dict[str, np.ndarray]:
+        return self.model.export_state()
+
+    def restore_state(self, state: Mapping[str, np.ndarray]) -> None:
+        self.model.restore_state(state)
+
     # ------------------------------------------------------------------ checks
     def _check_batch(self, field: str, a: np.ndarray, width: int, batch: int | None = None) -> int:
         if a.ndim != 2 or a.shape[1] != width or a.shape[0] < 1:

@@ -51,6 +51,7 @@ class RecordingDriver(Driver):
         self.capabilities = inner.capabilities
         self.calls: list[RecordedCall] = []
         self._failures: dict[str, DriverError] = {}
+        self._failures_after: dict[str, Exception] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -72,6 +73,15 @@ class RecordingDriver(Driver):
         with self._lock:
             self._failures[operation] = error
 
+    def fail_after(self, operation: str, error: Exception) -> None:
+        """Make the next call of ``operation`` reach the wrapped driver, then raise ``error``.
+
+        An instrument that did the work but whose answer was lost: what the server must not
+        acknowledge, and must not let become durable behind the caller's back.
+        """
+        with self._lock:
+            self._failures_after[operation] = error
+
     def calls_to(self, operation: str) -> list[RecordedCall]:
         with self._lock:
             return [c for c in self.calls if c.operation == operation]
@@ -80,6 +90,7 @@ class RecordingDriver(Driver):
         with self._lock:
             self.calls.clear()
             self._failures.clear()
+            self._failures_after.clear()
 
     def _call(self, operation: str, args: dict[str, Any], run: Callable[[], OpResult]) -> OpResult:
         record = RecordedCall(operation, copy.deepcopy(args))
@@ -94,6 +105,11 @@ class RecordingDriver(Driver):
         except DriverError as exc:
             record.error = exc
             raise
+        with self._lock:
+            after = self._failures_after.pop(operation, None)
+        if after is not None:
+            record.injected = True
+            raise after
         return record.result
 
     # ------------------------------------------------------------------ contract
@@ -116,3 +132,13 @@ class RecordingDriver(Driver):
 
     def read_weights(self) -> OpResult:
         return self._call("read_weights", {}, self.inner.read_weights)
+
+    # non-volatile state: the wrapped device's, so a mock survives a restart like what it wraps
+    def export_state(self) -> dict[str, np.ndarray]:
+        return self.inner.export_state()
+
+    def restore_state(self, state: Mapping[str, np.ndarray]) -> None:
+        self._call("restore_state", {}, lambda: (self.inner.restore_state(state), OpResult({}))[1])
+
+    def state_identity(self) -> str:
+        return self.inner.state_identity()

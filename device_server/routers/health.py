@@ -15,7 +15,8 @@ from device_server.deps import Ctx
 router = APIRouter(tags=["health"])
 
 
-@router.get("/v1/health", summary="Liveness, version and which lab this server runs")
+@router.get("/v1/health", summary="Liveness, version and which lab this server runs (no key needed)",
+            openapi_extra={"security": []})
 async def health(ctx: Ctx) -> dict[str, Any]:
     return {
         "status": "ok",
@@ -26,13 +27,15 @@ async def health(ctx: Ctx) -> dict[str, Any]:
         "devices": len(ctx.lab.devices),
         "latency": ctx.settings.latency,
         "uptime_s": time.time() - ctx.started_at,
-        "auth": "open",
+        "auth": "open" if ctx.settings.open else "api-key",
+        "durable": ctx.store.durable,
     }
 
 
-@router.get("/metrics", summary="Prometheus metrics (text exposition format)",
-            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+@router.get("/metrics", summary="Prometheus metrics (text exposition format; no key needed)",
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}}, openapi_extra={"security": []})
 async def metrics(ctx: Ctx) -> Response:
     for device_id in ctx.lab.devices:
         ctx.metrics.leased.labels(device_id).set(1 if ctx.leases.current(device_id) else 0)
+        ctx.metrics.queued.labels(device_id).set(ctx.leases.queue_length(device_id))
     return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -13,17 +13,18 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from device_server.auth import Principal, authorize
 from device_server.body import INLINE_BYTES, check_content_type, encoded_off_loop, parse, read_body
 from device_server.context import ServerContext
 from device_server.deps import Ctx
 from device_server.drivers.base import ContractViolation, Driver, OpResult
 from device_server.drivers.declaration import report_problems
-from device_server.errors import CapabilityMissing, LeaseRequired, NotFound
+from device_server.errors import CapabilityMissing, InvalidInput, LeaseRequired, NotFound
 from device_server.openapi import body_doc, problem_responses, response_doc
 from device_server.schemas import (
     ForwardRequest,
@@ -48,6 +49,15 @@ IdempotencyKey = Annotated[
     str | None,
     Header(alias="Idempotency-Key", max_length=200, description="a retried key returns the first result, applied once"),
 ]
+Fencing = Annotated[
+    int | None,
+    Header(alias="X-Lease-Fencing", ge=0, le=2**63 - 1,
+           description="the lease's fencing number; a stale one is refused (409)"),
+]
+Operator = Annotated[Principal, Security(authorize, scopes=["operate:devices"])]
+Programmer = Annotated[Principal, Security(authorize, scopes=["program:devices"])]
+#: Operations that change the device's non-volatile state: durable before they are answered.
+WRITES = frozenset({"program", "update"})
 
 #: A prepared call: limits enforced, ready to run on the driver in a worker thread.
 Call = Callable[[Driver], OpResult]
@@ -62,6 +72,7 @@ async def run_operation(
     prepare: Callable[[Any, dict, dict], Call],  # (payload, declaration, clipped)
     model: type[BaseModel] | None = None,
     idempotency_key: str | None = None,
+    fencing: int | None = None,
 ) -> Response:
     driver = ctx.device(device_id)
     if operation not in driver.capabilities:
@@ -76,11 +87,12 @@ async def run_operation(
         body = await read_body(request, ctx.settings.max_body_bytes)
     if not token:
         raise LeaseRequired(f"{operation} touches the device: send the lease token in X-Lease-Token", field="X-Lease-Token")
-    ctx.leases.check(device_id, token)
+    request.state.audit = {"device_id": device_id, "fencing": fencing, "action": operation}  # what was presented
+    ctx.leases.check(device_id, token, fencing)
     clipped: dict[str, int] = {}
 
     def decode_and_prepare() -> tuple[Call, str]:
-        # one worker-thread hop for the CPU work before the device: decode, validate, limits, fingerprint
+        # the CPU work before the device: decode, validate, limits, fingerprint
         payload = parse(model, body, media) if model is not None else None
         fingerprint = ctx.idempotency.fingerprint(body) if idempotency_key else ""  # keyed by operation already
         return prepare(payload, driver.declaration(), clipped), fingerprint
@@ -89,35 +101,58 @@ async def run_operation(
         call, fingerprint = decode_and_prepare()  # copy-free decode of a small body: cheaper than a hop
     else:
         call, fingerprint = await run_in_threadpool(decode_and_prepare)
+    principal = getattr(request.state, "principal", None)
+    owner = principal.key_id if principal else ""
+    sent_key = idempotency_key
+    if idempotency_key and owner:  # one caller's key never answers another caller's request
+        idempotency_key = f"{owner}:{idempotency_key}"
 
     async with ctx.lock(device_id):
-        lease = ctx.leases.check(device_id, token)  # again: the lease may have lapsed while we waited
+        lease = ctx.leases.check(device_id, token, fencing)  # again: the lease may have lapsed while we waited
+        request.state.audit = {"device_id": device_id, "lease_id": lease.lease_id, "fencing": lease.fencing,
+                               "action": operation}
         if idempotency_key:
             stored = ctx.idempotency.lookup(device_id, operation, idempotency_key, fingerprint)
+            if stored is None and operation in WRITES:  # answered before a restart?
+                try:
+                    stored = await run_in_threadpool(ctx.durable.recall, device_id, operation, idempotency_key,
+                                                     fingerprint)
+                except ValueError:
+                    raise InvalidInput(f"Idempotency-Key {sent_key!r} was already used for a different "
+                                       f"{operation} request", field="Idempotency-Key") from None
             if stored is not None:
                 return await encoded_off_loop(request, stored, headers={"Idempotent-Replayed": "true"})
         t0 = time.perf_counter()
-        result = await run_in_threadpool(call, driver)
-        wall = time.perf_counter() - t0
-        broken = report_problems(result.report)
-        if broken:
-            raise ContractViolation("provenance", "; ".join(broken))
-        info = driver.describe_brief()
-        report = {
-            **result.report,
-            "operation": operation,
-            "device_id": device_id,
-            "driver": info["driver"],
-            "model_version": info["model_version"],
-            "seed": info["seed"],
-            "lease_id": lease.lease_id,
-            "fencing": lease.fencing,
-            "request_id": getattr(request.state, "request_id", ""),
-            "wall_time_s": wall,
-        }
-        if clipped:
-            report["clipped"] = clipped
-        content = {**result.arrays, "report": report}
+        try:
+            result = await run_in_threadpool(call, driver)
+            wall = time.perf_counter() - t0
+            broken = report_problems(result.report)
+            if broken:
+                raise ContractViolation("provenance", "; ".join(broken))
+            info = driver.describe_brief()
+            report = {
+                **result.report,
+                "operation": operation,
+                "device_id": device_id,
+                "driver": info["driver"],
+                "model_version": info["model_version"],
+                "seed": info["seed"],
+                "lease_id": lease.lease_id,
+                "fencing": lease.fencing,
+                "request_id": getattr(request.state, "request_id", ""),
+                "wall_time_s": wall,
+            }
+            if clipped:
+                report["clipped"] = clipped
+            content = {**result.arrays, "report": report}
+            request.state.audit |= {"device_time_s": report["device_time_s"], "energy_j": report["energy_j"]}
+            if operation in WRITES:  # on disk before it is answered (device lock still held)
+                await run_in_threadpool(ctx.durable.persist_write, device_id, driver, operation, idempotency_key,
+                                        owner, fingerprint, content)
+        except BaseException:
+            if operation in WRITES:  # not acknowledged: the device goes back to what is on disk
+                await run_in_threadpool(ctx.durable.rollback, device_id, driver)
+            raise
         if idempotency_key:
             ctx.idempotency.store(device_id, operation, idempotency_key, fingerprint, content)
         m = ctx.metrics
@@ -136,23 +171,26 @@ def _op_doc(summary: str, request_model: type[BaseModel] | None, response_model:
     return {
         "summary": summary,
         "openapi_extra": extra,
-        "responses": {**response_doc(response_model), **problem_responses(400, 404, 409, 413, 415, 422, 428, 503)},
+        "responses": {**response_doc(response_model), **problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 428, 503)},
     }
 
 
 @router.post("/{device_id}/forward", **_op_doc("One feed-forward measurement", ForwardRequest, ForwardResponse))
-async def forward(device_id: str, request: Request, ctx: Ctx, token: LeaseToken = None) -> Response:
+async def forward(device_id: str, request: Request, ctx: Ctx, who: Operator, token: LeaseToken = None,
+                  fencing: Fencing = None, idempotency_key: IdempotencyKey = None) -> Response:
     def prepare(p: ForwardRequest, decl: dict, clipped: dict) -> Call:
         limits = decl["limits"]
         x = enforce(limits, "x", p.x, clipped=clipped)
         enforce(limits, "batch", len(p.x), field="x")
         return lambda d: d.forward(x, p.layers)
 
-    return await run_operation(request, ctx, device_id, "forward", token, prepare, ForwardRequest)
+    return await run_operation(request, ctx, device_id, "forward", token, prepare, ForwardRequest, idempotency_key,
+                               fencing)
 
 
 @router.post("/{device_id}/relax", **_op_doc("Settle the network (free or nudged phase) and measure it", RelaxRequest, RelaxResponse))
-async def relax(device_id: str, request: Request, ctx: Ctx, token: LeaseToken = None) -> Response:
+async def relax(device_id: str, request: Request, ctx: Ctx, who: Operator, token: LeaseToken = None,
+                fencing: Fencing = None, idempotency_key: IdempotencyKey = None) -> Response:
     def prepare(p: RelaxRequest, decl: dict, clipped: dict) -> Call:
         limits = decl["limits"]
         x = enforce(limits, "x", p.x, clipped=clipped)
@@ -165,7 +203,7 @@ async def relax(device_id: str, request: Request, ctx: Ctx, token: LeaseToken = 
         ]
         return lambda d: d.relax(x, beta, target, steps, init)
 
-    return await run_operation(request, ctx, device_id, "relax", token, prepare, RelaxRequest)
+    return await run_operation(request, ctx, device_id, "relax", token, prepare, RelaxRequest, idempotency_key, fencing)
 
 
 def _write(kind: str, p: ProgramRequest | UpdateRequest, decl: dict, clipped: dict) -> Call:
@@ -192,27 +230,32 @@ def _write(kind: str, p: ProgramRequest | UpdateRequest, decl: dict, clipped: di
 
 @router.put("/{device_id}/weights", **_op_doc("Program weights (write-and-verify); answers the achieved weights", ProgramRequest, WriteResponse))
 async def program(
-    device_id: str, request: Request, ctx: Ctx, token: LeaseToken = None, idempotency_key: IdempotencyKey = None
+    device_id: str, request: Request, ctx: Ctx, who: Programmer, token: LeaseToken = None,
+    fencing: Fencing = None, idempotency_key: IdempotencyKey = None,
 ) -> Response:
     def prepare(p: ProgramRequest, decl: dict, clipped: dict) -> Call:
         return _write("program", p, decl, clipped)
 
-    return await run_operation(request, ctx, device_id, "program", token, prepare, ProgramRequest, idempotency_key)
+    return await run_operation(request, ctx, device_id, "program", token, prepare, ProgramRequest, idempotency_key,
+                               fencing)
 
 
 @router.post("/{device_id}/weights:update", **_op_doc("Incremental write (pulses)", UpdateRequest, WriteResponse))
 async def update(
-    device_id: str, request: Request, ctx: Ctx, token: LeaseToken = None, idempotency_key: IdempotencyKey = None
+    device_id: str, request: Request, ctx: Ctx, who: Programmer, token: LeaseToken = None,
+    fencing: Fencing = None, idempotency_key: IdempotencyKey = None,
 ) -> Response:
     def prepare(p: UpdateRequest, decl: dict, clipped: dict) -> Call:
         return _write("update", p, decl, clipped)
 
-    return await run_operation(request, ctx, device_id, "update", token, prepare, UpdateRequest, idempotency_key)
+    return await run_operation(request, ctx, device_id, "update", token, prepare, UpdateRequest, idempotency_key,
+                               fencing)
 
 
 @router.get("/{device_id}/weights", **_op_doc("Measure the programmed weights", None, WeightsResponse))
-async def read_weights(device_id: str, request: Request, ctx: Ctx, token: LeaseToken = None) -> Response:
+async def read_weights(device_id: str, request: Request, ctx: Ctx, who: Operator, token: LeaseToken = None,
+                       fencing: Fencing = None, idempotency_key: IdempotencyKey = None) -> Response:
     def prepare(_: None, decl: dict, clipped: dict) -> Call:
         return lambda d: d.read_weights()
 
-    return await run_operation(request, ctx, device_id, "read_weights", token, prepare)
+    return await run_operation(request, ctx, device_id, "read_weights", token, prepare, None, idempotency_key, fencing)

@@ -52,6 +52,8 @@ RULES: dict[str, str] = {
     "read-after-program": "read_weights agrees with the achieved weights, and those with the targets, within the "
                           "declared noise",
     "determinism": "two devices built from the same entry and seed answer the same calls identically",
+    "state-restore": "export_state/restore_state (where implemented) round-trip the programmed state bit for bit "
+                     "into a fresh device; a state that does not fit is refused with ValueError and changes nothing",
 }
 #: How far beyond a limit the kit probes, as a fraction of the limit's scale.
 PROBE_MARGIN = 0.5
@@ -133,9 +135,49 @@ def run_conformance(driver_cls: type[Driver], entry: Mapping[str, Any], name: st
         report.notes.append("the server refuses to load a driver whose declaration is broken: nothing else was checked")
         return report
     lab = Lab(name="conformance", source="kit", config_sha256="", devices={d.device_id: d for d in twins})
-    with serve_in_thread(create_app(Settings(latency="virtual"), lab)) as url, httpx.Client(base_url=url, timeout=60) as http:
+    app = create_app(Settings(latency="virtual", open=True, ephemeral=True), lab)  # a private, forgotten server
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=60) as http:
         _Session(http, declaration, report).run()
+    if driver_cls.export_state is not Driver.export_state:
+        try:
+            _check_state_restore(driver_cls, entry, twins[0], report)
+        except Exception as exc:  # noqa: BLE001
+            report.fail("state-restore", f"{type(exc).__name__}: {exc}")
     return report
+
+
+def _check_state_restore(driver_cls: type[Driver], entry: Mapping[str, Any], used: Driver,
+                         report: ConformanceReport) -> None:
+    """What the server persists after a write must bring a fresh device back to the same weights.
+
+    Checked in-process: the server's store only moves these arrays to disk and back (issue 8's
+    tests kill it to prove that); whether they *are* the device's state is the driver's part.
+    """
+    report.checked.add("state-restore")
+    state = {k: np.array(v, copy=True) for k, v in used.export_state().items()}
+    fresh = driver_cls.from_lab_entry("kit-c", dict(entry))
+    before = {k: np.array(v, copy=True) for k, v in fresh.export_state().items()}
+    bad = {k: v[..., :0] for k, v in state.items()}  # right names, wrong shapes
+    try:
+        fresh.restore_state(bad)
+        report.fail("state-restore", "restore_state accepted arrays of the wrong shape")
+    except ValueError:
+        if _first_difference(before, fresh.export_state()):
+            report.fail("state-restore", "a refused restore_state changed the device")
+    fresh.restore_state(state)
+    diff = _first_difference(state, fresh.export_state())
+    if diff:
+        report.fail("state-restore", f"the restored state differs from the exported one at {diff}")
+    if "read_weights" in used.capabilities:
+        mine, theirs = fresh.read_weights().arrays, used.read_weights().arrays
+        diff = _first_difference(mine, theirs) if not _declared_read_noise(used) else None
+        if diff:
+            report.fail("state-restore", f"a fresh device given the exported state reads other weights (at {diff})")
+
+
+def _declared_read_noise(driver: Driver) -> bool:
+    stds = ((driver.declaration().get("noise") or {}).get("read_weights") or {}).get("std") or {}
+    return any(float(v) > 0 for v in stds.values())
 
 
 class _Session:
@@ -411,7 +453,7 @@ class _Session:
                 if r.status_code != 422 or not str(problem.get("field", "")).startswith(field):
                     self.report.fail("limits", f"{op}: {field} beyond the limit of {name!r} answered {r.status_code} "
                                      f"(field {problem.get('field')!r}), expected 422 naming {field!r}")
-                self._still_twins(f"after a refused {op} ({field})")
+                self._after_refusal(r, method, op, body, f"after a refused {op} ({field})")
             else:
                 if r.status_code != 200:
                     self.report.fail("limits", f"{op}: {field} beyond a clip limit answered {r.status_code}")
@@ -422,11 +464,12 @@ class _Session:
                 self.ok("limits", "kit-b", method, op, body)  # keep the twins in step
         if "forward" in self.caps:  # refused by the driver itself (a layer it does not have)
             n_layers = len(self.topology["sizes"]) - 1
-            r = self.call("kit-a", "POST", "forward", {"x": self.x(3, self.topology["sizes"][0]), "layers": [n_layers]})
+            body = {"x": self.x(3, self.topology["sizes"][0]), "layers": [n_layers]}
+            r = self.call("kit-a", "POST", "forward", body)
             if not 400 <= r.status_code < 500 or _json(r).get("field") != "layers":
                 self.report.fail("limits", f"forward of layer {n_layers} (beyond the topology) answered "
                                  f"{r.status_code}, expected a 4xx naming 'layers'")
-            self._still_twins("after a forward refused for a layer the device does not have")
+            self._after_refusal(r, "POST", "forward", body, "after a forward refused for a layer the device does not have")
         rejecting = [n for n in self.topology.get("weights") or [] if self.limits[n].get("policy", "reject") == "reject"]
         if "program" in self.caps and rejecting:  # a refused write with one bad array among good ones writes nothing
             body = {"weights": self.weights()}
@@ -435,7 +478,14 @@ class _Session:
             r = self.call("kit-a", "PUT", "program", body)
             if r.status_code != 422:
                 self.report.fail("limits", f"program with {name} beyond its limit answered {r.status_code}")
-            self._still_twins("after a refused program of several arrays")
+            self._after_refusal(r, "PUT", "program", body, "after a refused program of several arrays")
+
+    def _after_refusal(self, r: httpx.Response, method: str, op: str, body: dict, when: str) -> None:
+        """A refused call must have changed nothing; one wrongly answered is sent to the twin too."""
+        if r.status_code < 400:  # already a `limits` failure: keep the twins in step, judge nothing more
+            self.call("kit-b", method, op, body)
+            return
+        self._still_twins(when)
 
     def _still_twins(self, when: str) -> None:
         if self.diverged or "determinism" in self.report.failures:

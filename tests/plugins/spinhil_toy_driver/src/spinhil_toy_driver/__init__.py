@@ -2,7 +2,8 @@
 
 What a minimal driver needs: a kind, the operations it implements (here forward, program and
 read_weights, no relax or update), a declaration of every input's limits, time and energy in
-each report, and a small ``conformance_entry`` so the conformance kit can check it.
+each report, its programmed state exported and restored (so a write survives a restart), and a
+small ``conformance_entry`` so the conformance kit can check it.
 """
 
 from __future__ import annotations
@@ -73,3 +74,13 @@ class ToyLinear(Driver):
     def read_weights(self) -> OpResult:
         return OpResult({"weights": {"W0": self.w.astype(np.float32)}},
                         self._report(self.w.size * T_READ_S, self.w.size * E_MAC_J))
+
+    # non-volatile state: the server persists it after every acknowledged write
+    def export_state(self) -> dict[str, np.ndarray]:
+        return {"w": self.w}
+
+    def restore_state(self, state: Mapping[str, np.ndarray]) -> None:
+        w = np.asarray(state.get("w"))
+        if set(state) != {"w"} or w.shape != self.w.shape or w.dtype != np.float64:
+            raise ValueError(f"state must be {{'w': float64 {self.w.shape}}}")
+        self.w = np.array(w, copy=True)

@@ -1,0 +1,106 @@
+"""The audit log: every state-changing call and every refused one, append-only, before the answer.
+
+Recorded: writes of any kind (POST, PUT, PATCH, DELETE), every device operation (a measurement
+holds the instrument and costs device time, even when it is a GET), and every call refused for
+identity, scope, lease or quota (401, 403, 409, 428, 429). Each record holds who (key id, name,
+role), what (method, path, action), on which device and lease (with its fencing number), the
+request id and idempotency key, the outcome and status, and the device time and energy spent.
+
+The record is written when the answer's status line is ready and before it is sent, in a
+worker thread (the commit stays off the event loop). Records of calls that changed something
+are committed with an fsync; those of measurements and refusals without one (they survive a
+crash of the server, not a power cut): a training step pays one fsync for its write, not one per
+phase. Queue long-polls and plain reads are not recorded.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import anyio
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from device_server.store import Store
+
+#: Statuses that mean "refused": identity, scope, lease, quota.
+REFUSED = frozenset({401, 403, 409, 428, 429})
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: Device operations that only measure: recorded without an fsync (see Store.append_audit).
+MEASUREMENTS = frozenset({"forward", "relax", "read_weights"})
+
+
+def outcome_of(status: int, replayed: bool) -> str:
+    if status < 400:
+        return "replayed" if replayed else "ok"
+    return "refused" if status in REFUSED else "error"
+
+
+class AuditMiddleware:
+    """Pure ASGI (no body copies): reads what the route left in ``scope['state']``."""
+
+    def __init__(self, app: ASGIApp, store: Store) -> None:
+        self.app = app
+        self.store = store
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                record = self._record(scope, message)
+                if record is not None:
+                    # a call that changed something waits for the disk; a measurement or a refusal need not
+                    changed = record["outcome"] in ("ok", "replayed") and record["action"] not in MEASUREMENTS
+                    await anyio.to_thread.run_sync(self.store.append_audit, record, changed)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception:
+            # an unexpected error is answered 500 by the outermost middleware, after this one:
+            # record it here, so the calls most in need of a record are not the ones missing
+            if not started:
+                record = self._record(scope, {"status": 500, "headers": []}, always=True)
+                if record is not None:
+                    await anyio.to_thread.run_sync(self.store.append_audit, record, True)
+            raise
+
+    def _record(self, scope: Scope, message: Message, always: bool = False) -> dict[str, Any] | None:
+        state = scope.get("state", {})
+        status = int(message["status"])
+        route = scope.get("route")
+        action = getattr(route, "name", None)
+        info: dict[str, Any] = state.get("audit", {})
+        operation = "device_time_s" in info
+        if not always and scope["method"] not in WRITE_METHODS and status not in REFUSED and not operation:
+            return None
+        headers = dict(scope.get("headers") or [])
+        principal = state.get("principal")
+        replayed = any(k.lower() == b"idempotent-replayed" for k, _ in message.get("headers", []))
+        params = scope.get("path_params") or {}
+        return {
+            "at": time.time(),
+            "request_id": state.get("request_id"),
+            "key_id": principal.key_id if principal else state.get("claimed_key_id"),
+            "key_name": principal.name if principal else None,
+            "role": principal.role if principal else None,
+            "method": scope["method"],
+            "path": scope.get("path", "")[:500],
+            "action": info.get("action", action),
+            "device_id": info.get("device_id", params.get("device_id")),
+            "lease_id": info.get("lease_id", params.get("lease_id")),
+            "fencing": info.get("fencing"),
+            "idempotency_key": headers.get(b"idempotency-key", b"").decode("latin-1")[:200] or None,
+            "status": status,
+            "outcome": outcome_of(status, replayed),
+            "detail": info.get("detail") or state.get("problem_detail"),
+            "device_time_s": info.get("device_time_s"),
+            "energy_j": info.get("energy_j"),
+        }

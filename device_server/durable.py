@@ -1,0 +1,117 @@
+"""Programmed device state that survives restarts and crashes, and write results that replay after one.
+
+At start every device that can export its state (:meth:`Driver.export_state`) gets back what
+was persisted for it: the last snapshot with the journal replayed on top, checked against the
+device's identity (a lab file that changed the chip is refused, not silently mixed). After each
+acknowledged write (``program``, ``update``) the server calls :meth:`DurableDevices.persist_write`
+under the device lock, before answering: one transaction holds the cells the write changed and
+the answer stored under its ``Idempotency-Key``, committed with an fsync. So a write that was
+answered is on disk, and a write whose answer was lost in a crash is either wholly there (and
+its retry replays the stored answer) or wholly absent (and its retry applies it): never half.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from device_server.drivers.base import Driver
+from device_server.lab import Lab
+from device_server.store import StateJournal, StateMismatch, Store, apply_changes
+from trainer_client import codec
+
+log = logging.getLogger("device_server.durable")
+#: Write answers kept on disk for replay after a crash (newest first; a retry comes within seconds).
+DURABLE_REPLAYS = 256
+
+
+class DurableDevices:
+    """Restores devices at start and journals their writes."""
+
+    def __init__(self, store: Store, lab: Lab) -> None:
+        self.store = store
+        self.journals: dict[str, StateJournal] = {}
+        if not store.durable:
+            return
+        for device_id, driver in lab.devices.items():
+            try:
+                fresh = driver.export_state()
+            except NotImplementedError:
+                continue
+            self.journals[device_id] = self._restore(device_id, driver, fresh)
+
+    def _restore(self, device_id: str, driver: Driver, fresh: dict[str, np.ndarray]) -> StateJournal:
+        identity = driver.state_identity()
+        saved = self.store.load_device(device_id)
+        if saved.identity is not None and saved.identity != identity:
+            raise StateMismatch(
+                f"the state directory holds programmed state of device {device_id!r} built as {saved.identity}, "
+                f"but the lab now builds it as {identity} (lab file changed?); use another state directory"
+            )
+        if saved.snapshot is not None or saved.journal:
+            arrays = {name: np.array(a, copy=True) for name, a in (saved.snapshot or fresh).items()}
+            for entry in saved.journal:
+                apply_changes(arrays, entry)
+            try:
+                driver.restore_state(arrays)
+            except ValueError as exc:
+                raise StateMismatch(f"device {device_id!r}: saved state does not fit: {exc}") from exc
+            log.info("device %s: restored programmed state (snapshot %s, %d journal entries)", device_id,
+                     "yes" if saved.snapshot is not None else "no", len(saved.journal))
+        self.store.claim_device(device_id, identity)
+        if saved.snapshot is None and not saved.journal:
+            # first start: the base the journal will apply to is on disk too, not rebuilt by
+            # whatever code runs the next start (a changed model must not mix old and new cells)
+            with self.store.transaction() as conn:
+                self.store.snapshot(conn, device_id, identity, fresh)
+        return StateJournal(driver.export_state())
+
+    def persist_write(self, device_id: str, driver: Driver, operation: str, idempotency_key: str | None,
+                      owner: str, fingerprint: str, content: dict[str, Any]) -> None:
+        """Make a write durable (its changed cells and its answer) before it is acknowledged."""
+        if not self.store.durable:
+            return
+        journal = self.journals.get(device_id)
+        state = driver.export_state() if journal is not None else None
+        compact = journal is not None and journal.due_for_compaction()
+        changes = journal.changes(state) if journal is not None and not compact else {}
+        with self.store.transaction() as conn:
+            if compact:
+                self.store.snapshot(conn, device_id, driver.state_identity(), state)
+            elif changes:
+                self.store.journal_write(conn, device_id, changes)
+            if idempotency_key:
+                self.store.remember(conn, device_id, operation, idempotency_key, owner, fingerprint,
+                                    codec.encode(content, codec.MSGPACK), DURABLE_REPLAYS)
+        if compact:
+            self.journals[device_id] = StateJournal(state)
+        elif journal is not None:
+            journal.accept(changes)
+
+    def rollback(self, device_id: str, driver: Driver) -> None:
+        """Put the device back to its last persisted state after a write that was not acknowledged.
+
+        A write the driver applied but the server could not make durable (or that broke the
+        contract) must not become durable later as part of the next write's diff, nor be applied
+        twice by a retry. Without a journal (an ephemeral server) there is nothing to go back to.
+        """
+        journal = self.journals.get(device_id)
+        if journal is not None:
+            driver.restore_state({name: np.array(a, copy=True) for name, a in journal.persisted.items()})
+            log.warning("device %s: a write that was not acknowledged was rolled back", device_id)
+
+    def recall(self, device_id: str, operation: str, key: str, fingerprint: str) -> dict[str, Any] | None:
+        """The stored answer of a write made under ``key`` (before a restart); ``None`` if unknown.
+
+        A different body under the same key is the caller's mistake: ``ValueError``.
+        """
+        if not self.store.durable:
+            return None
+        row = self.store.recall(device_id, operation, key)
+        if row is None:
+            return None
+        if row["fingerprint"] != fingerprint:
+            raise ValueError(key)
+        return codec.decode(row["result"], codec.MSGPACK)
