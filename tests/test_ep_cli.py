@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -124,3 +125,25 @@ def test_ep_on_a_running_server_uses_its_ideal_twin(server_url: str, tmp_path: P
     ideal = report["references"]["ideal"]
     assert len(ideal["history"]) == 2 and report["ideal_test_accuracy"] == ideal["test_accuracy"] > 0.5
     assert report["software_test_accuracy"] is None and not (out / "lab.toml").exists()
+
+
+def test_ep_on_a_shared_lab_needs_a_key_and_leaves_its_trail_in_the_audit(shared_lab, tmp_path: Path):
+    """A keyed lab server: without a key the run stops with the server's 401; with one it trains and
+    its report names the request-id prefix that finds its calls in the audit."""
+    base = [*HIL_TRAIN, "ep", "--url", shared_lab.url, "--device", "digits", "--dataset", "digits", "--epochs", "1",
+            "--references", "none", "--no-progress"]
+    refused = subprocess.run([*base, "--out", str(tmp_path / "no-key")], capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "SPINHIL_API_KEY": ""})
+    assert refused.returncode == 1 and "hil-train: error:" in refused.stderr
+    out = tmp_path / "alice"
+    done = subprocess.run([*base, "--out", str(out), "--api-key", shared_lab.keys["alice"]], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    prefix = report["audit"]["request_id_prefix"]
+    assert prefix.startswith("alice-") and report["audit"]["lease_id"]
+    with shared_lab.client("admin") as admin:
+        records = admin.audit(request_id_prefix=prefix, limit=1000)
+    actions = {r["action"] for r in records}
+    assert {"program", "relax"} <= actions, actions
+    assert all(r["lease_id"] == report["audit"]["lease_id"] for r in records if r["action"] == "relax")
