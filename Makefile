@@ -5,13 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: demo test bench bench-full bench-quick clean help
+.PHONY: demo test bench bench-full clean help
 
 help:
 	@echo "make demo   - train EP on digits on the emulated crossbar over HTTP (runs/<timestamp>/)"
 	@echo "make test   - run the test suite (starts real servers on loopback ports)"
-	@echo "make bench  - run the benchmarks, results in benchmarks/results/*.json"
-	@echo "make bench-full - the benchmarks and the long MNIST runs (FF, SCFF)"
+	@echo "make bench  - run the benchmarks (under 30 min), results in benchmarks/results/*.json"
+	@echo "make bench-full - the benchmarks plus the long ones (MNIST non-ideality sweeps: hours)"
 	@echo "make clean  - remove .venv and run outputs"
 
 # a third-party driver plugin, installed like any vendor's package (tests/test_plugins.py)

@@ -1,31 +1,39 @@
-"""``make bench``: run every benchmark, each writing ``benchmarks/results/<name>.json``."""
+"""``make bench`` / ``make bench-full``: run benchmarks, each writing ``benchmarks/results/<name>.json``.
+
+``make bench`` (``python -m benchmarks.run``) runs the ones that fit in 30 minutes on the
+development machine; ``make bench-full`` (``--full``) adds the long ones (sweeps of MNIST
+training over each non-ideality; FF and SCFF on MNIST).
+"""
 
 from __future__ import annotations
 
 import sys
+import time
 
 from benchmarks import common  # noqa: F401  (one BLAS thread, before NumPy loads)
-from benchmarks import demo, ep_step, forward_only_mnist  # noqa: E402
+from benchmarks import demo, ep_epoch, ep_mnist, ep_step, forward_only_mnist, nonideality_sweep  # noqa: E402
 
-BENCHMARKS = {"ep_step_mnist": ep_step.main, "demo_digits": demo.main}
-#: Long runs (MNIST training), only with ``--full`` (``make bench-full``).
-FULL = {"forward_only_mnist": lambda: forward_only_mnist.main([])}
+BENCHMARKS = {"ep_step_mnist": ep_step.main, "ep_epoch_mnist": ep_epoch.main, "ep_mnist": ep_mnist.main,
+              "demo_digits": demo.main}
+FULL_ONLY = {"nonideality_sweep_mnist": nonideality_sweep.main,
+             "forward_only_mnist": lambda: forward_only_mnist.main([])}
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the benchmarks named on the command line (all when none is named; ``--full`` adds the long ones)."""
+    """Run the benchmarks named on the command line (all of ``make bench`` when none is named)."""
     names = list(argv if argv is not None else sys.argv[1:])
     full = "--full" in names
     names = [n for n in names if n != "--full"]
-    known = {**BENCHMARKS, **FULL}
+    known = {**BENCHMARKS, **FULL_ONLY}
     unknown = sorted(set(names) - set(known))
     if unknown:
         sys.exit(f"unknown benchmark(s) {unknown}; known: {sorted(known)}")
-    for name, fn in known.items():
-        if (names and name not in names) or (not names and not full and name in FULL):
-            continue
-        print(f"== {name}")
-        fn()
+    selected = names or [*BENCHMARKS, *(FULL_ONLY if full else [])]
+    for name in selected:
+        print(f"== {name}", flush=True)
+        t0 = time.perf_counter()
+        known[name]()
+        print(f"   ({time.perf_counter() - t0:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+#: Neuron responses a crossbar network can be built with (see :func:`device_models.stno.response`).
+ACTIVATIONS = ("stno", "logistic")
+
 
 def _f(default: Any, unit: str, doc: str, lo: float | None = None, hi: float | None = None) -> Any:
     return field(default=default, metadata={"unit": unit, "doc": doc, "min": lo, "max": hi})
@@ -50,6 +53,8 @@ class CrossbarConfig:
     i_th_a: float = _f(0.5e-3, "A", "threshold current I_th of an STNO neuron", 1e-7, 1e-1)
     r_stno_ohm: float = _f(100.0, "ohm", "resistance of an STNO neuron", 1.0, 1e6)
     t_neuron_s: float = _f(5e-9, "s", "settling time of a neuron per update (a few relaxation times)", 1e-12, 1e-3)
+    activation: str = _f("stno", "", "neuron response: 'stno' (steady-state power p0(zeta), the device) or 'logistic' "
+                         "(sigma(2h - 1), a smooth stand-in for gradient oracles, not a device physics)")
     relax_rate: float = _f(1.0, "1", "fraction of the way to its steady state a neuron moves per update "
                            "(κ = 1 − exp(−t/τ_relax); 1: t_neuron_s spans several relaxation times)", 1e-3, 1.0)
     t_read_s: float = _f(5e-9, "s", "integration time of one crossbar read", 1e-12, 1e-3)
@@ -73,7 +78,7 @@ class CrossbarConfig:
                 if not isinstance(value, bool):
                     raise ValueError(f"setting {f.name!r} must be true or false, got {value!r}")
                 continue
-            if f.name == "dtype":
+            if f.name in ("dtype", "activation"):
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"setting {f.name!r} must be a finite number, got {value!r}")
@@ -83,6 +88,8 @@ class CrossbarConfig:
                 raise ValueError(f"setting {f.name!r} = {value} is outside [{lo}, {hi}] {f.metadata['unit']}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"setting 'dtype' must be 'float32' or 'float64', got {self.dtype!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"setting 'activation' must be one of {list(ACTIVATIONS)}, got {self.activation!r}")
         if self.v_read_v > self.v_read_max_v:
             raise ValueError("setting 'v_read_v' exceeds 'v_read_max_v'")
         if self.levels == 1:

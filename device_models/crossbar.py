@@ -21,7 +21,9 @@ EP setting (Laborieux et al., Front. Neurosci. 15:633674 (2021))
 
     s_n ← (1−κ) s_n + κ ρ(W_{n−1} s_{n−1} + b_{n−1} + W_nᵀ s_{n+1} [+ β (y − s_N) for n = N]),
 
-with the input drive ``W_0 x + b_0`` computed once per call.
+with the input drive ``W_0 x + b_0`` computed once per batch: the free and nudged phases of an
+EP step send the same ``x``, and the drive is kept until crossbar 0 is rewritten (an emulation
+shortcut: the chip's energy still counts a read of crossbar 0 at every update).
 
 Programming (first approximation; MTJ switching physics replaces it in a later issue):
 write-and-verify drives the pair towards its target on the ``levels`` grid. The lower cell of
@@ -47,6 +49,10 @@ from device_models import mtj, stno
 from device_models.config import CrossbarConfig
 
 MODEL_VERSION = "crossbar-1.0"
+
+#: Above this fraction of pairs rewritten in one write, the read matrices are recomputed whole
+#: (a few passes) rather than patched cell by cell (gathers and scatters of every changed cell).
+DENSE_WRITE_FRACTION = 0.25
 
 #: Codes of a cell's fabrication state.
 FREE, STUCK_P, STUCK_AP = 0, 1, 2
@@ -96,17 +102,20 @@ class _Crossbar:
     col_g_sum: np.ndarray  # (n_in+1,) Σ over rows of G⁺+G⁻: forward-read power per V²
     row_g_sum: np.ndarray  # (n_out,) Σ over columns of G⁺+G⁻ (weights only): transposed read
 
-    def refresh(self, dtype: np.dtype, nonlinear: bool) -> None:
-        """Recompute the derived read matrices from the conductances."""
+    def refresh(self, dtype: np.dtype, nonlinear: bool) -> np.ndarray:
+        """Recompute the derived read matrices from the conductances (all cells at once: cheaper
+        than :meth:`set_cells` when most cells changed). Returns the antiparallel share [S] of
+        every cell, shape ``(2, n_out·(n_in+1))``."""
         full = (self.g[0] - self.g[1]) / self.g_unit_s
         self.w = np.ascontiguousarray(full[:, : self.n_in], dtype=dtype)
         self.b = np.ascontiguousarray(full[:, self.n_in], dtype=dtype)
+        ap = ap_share_s(self.g_p, self.g_ap, self.g)
         if nonlinear:
-            ap = ap_share_s(self.g_p, self.g_ap, self.g)
             self.w_ap = np.ascontiguousarray((ap[0] - ap[1])[:, : self.n_in] / self.g_unit_s, dtype=dtype)
         total = self.g[0] + self.g[1]
         self.col_g_sum = total.sum(axis=0)
         self.row_g_sum = total[:, : self.n_in].sum(axis=1)
+        return ap.reshape(2, -1)
 
     def set_cells(self, idx: np.ndarray, g_plus: np.ndarray, g_minus: np.ndarray) -> np.ndarray:
         """Store new conductances of the pairs at flat indices ``idx`` and update the derived
@@ -114,22 +123,30 @@ class _Crossbar:
 
         Returns the antiparallel share [S] of the new cells, shape ``(2, idx.size)``.
         """
-        g_flat = self.g.reshape(2, -1)
-        old_total = g_flat[0, idx] + g_flat[1, idx]
-        g_flat[0, idx] = g_plus
-        g_flat[1, idx] = g_minus
-        rows, cols = np.divmod(idx, self.n_in + 1)
-        in_w = cols < self.n_in
+        n1 = self.n_in + 1
+        g_plus_flat, g_minus_flat = self.g.reshape(2, -1)  # views: put() writes through
+        old_total = g_plus_flat.take(idx) + g_minus_flat.take(idx)
+        g_plus_flat.put(idx, g_plus)
+        g_minus_flat.put(idx, g_minus)
+        rows, cols = np.divmod(idx, n1)
         weight = (g_plus - g_minus) / self.g_unit_s
-        self.w[rows[in_w], cols[in_w]] = weight[in_w]
-        self.b[rows[~in_w]] = weight[~in_w]
-        ap = ap_share_s(self.g_p.reshape(2, -1)[:, idx], self.g_ap.reshape(2, -1)[:, idx],
+        ap = ap_share_s(np.take(self.g_p.reshape(2, -1), idx, axis=1), np.take(self.g_ap.reshape(2, -1), idx, axis=1),
                         np.stack([g_plus, g_minus]))
-        if self.w_ap is not None:
-            self.w_ap[rows[in_w], cols[in_w]] = ((ap[0] - ap[1]) / self.g_unit_s)[in_w]
+        ap_weight = (ap[0] - ap[1]) / self.g_unit_s if self.w_ap is not None else None
+        in_w = cols < self.n_in
+        all_w = bool(in_w.all())
+        w_idx = idx - rows  # flat index in the (n_out, n_in) weight matrix: r·n_in + c
+        if not all_w:
+            self.b[rows[~in_w]] = weight[~in_w]
+            w_idx, weight = w_idx[in_w], weight[in_w]
+            ap_weight = None if ap_weight is None else ap_weight[in_w]
+        self.w.put(w_idx, weight)
+        if ap_weight is not None:
+            self.w_ap.put(w_idx, ap_weight)
         delta = g_plus + g_minus - old_total
-        self.col_g_sum += np.bincount(cols, weights=delta, minlength=self.n_in + 1)
-        self.row_g_sum += np.bincount(rows[in_w], weights=delta[in_w], minlength=self.n_out)
+        self.col_g_sum += np.bincount(cols, weights=delta, minlength=n1)
+        self.row_g_sum += np.bincount(rows if all_w else rows[in_w], weights=delta if all_w else delta[in_w],
+                                      minlength=self.n_out)
         return ap
 
 
@@ -177,6 +194,7 @@ class CrossbarNetwork:
             self._fabricate(self.sizes[k + 1], self.sizes[k], self.w_max[k], fab_rng) for k in range(self.n_crossbars)
         ]
         self._names = {name: int(name[1:]) for name in weight_names(self.n_crossbars)}
+        self._drive_cache: tuple[np.ndarray, np.ndarray] | None = None  # (x, W₀x + b₀) of the last relax
 
     # ------------------------------------------------------------------ fabrication
     def _fabricate(self, n_out: int, n_in: int, w_max: float, rng: np.random.Generator) -> _Crossbar:
@@ -236,10 +254,7 @@ class CrossbarNetwork:
     def _bias_term(self, v: np.ndarray) -> np.ndarray:
         """``x ∘ (s(x) − 1)``: the input's share of the AP conductance change with bias."""
         c = self.config
-        factor = mtj.ap_bias_factor(v * c.v_read_v, c.v_read_v, c.tmr0, c.v_h_v).astype(self.dtype, copy=False)
-        factor -= 1.0
-        factor *= v
-        return factor
+        return mtj.ap_bias_excess(v, c.v_read_v, c.tmr0, c.v_h_v)
 
     def _read_forward(self, k: int, v: np.ndarray) -> np.ndarray:
         """Column-to-row read of crossbar ``k``: ``W_k v + b_k`` (+ bias nonlinearity)."""
@@ -270,7 +285,7 @@ class CrossbarNetwork:
 
     def _activate(self, h: np.ndarray) -> np.ndarray:
         c = self.config
-        return stno.activation(h, c.q_damping, c.zeta_max)
+        return stno.response(c.activation, h, c.q_damping, c.zeta_max)
 
     def _neuron_energy_j(self, h: np.ndarray) -> float:
         c = self.config
@@ -342,16 +357,21 @@ class CrossbarNetwork:
         else:
             states = [np.array(s, dtype=self.dtype) for s in init]
         y = None if target is None else np.asarray(target, dtype=self.dtype)
-        drive = self._read_forward(0, x)  # the input drive W₀x + b₀, once per call
-        e_read_step0 = self._read_energy_j(0, x, transposed=False)
-        e_read = e_neuron = 0.0
+        drive = self._input_drive(x)
+        # Σ over samples and updates of each neuron layer's squared state: the read energy of the
+        # crossbars that layer drives (forward into k+1, transposed into k) is linear in it
+        squares = [np.zeros(self.sizes[k + 1]) for k in range(n)]
+        e_neuron = 0.0
         residual = 0.0
-        for _ in range(steps):
+        for t in range(steps):
             new_states = []
             for k in range(n):  # neuron layer k+1, fed by crossbar k (and k+1 transposed)
-                h = drive.copy() if k == 0 else self._read_forward(k, states[k - 1])
-                if k + 1 < n:
-                    h += self._read_transposed(k + 1, states[k + 1])
+                if k == 0:
+                    h = drive + self._read_transposed(1, states[1]) if n > 1 else drive.copy()
+                else:
+                    h = self._read_forward(k, states[k - 1])
+                    if k + 1 < n:
+                        h += self._read_transposed(k + 1, states[k + 1])
                 if k + 1 == n and beta != 0.0:
                     h += beta * (y - states[k])
                 e_neuron += self._neuron_energy_j(h)
@@ -359,18 +379,37 @@ class CrossbarNetwork:
                 if rate != 1.0:
                     s = states[k] + rate * (s - states[k])
                 new_states.append(s)
-            for k in range(n):
-                e_read += (e_read_step0 if k == 0 else self._read_energy_j(k, states[k - 1], transposed=False))
-                if k + 1 < n:
-                    e_read += self._read_energy_j(k + 1, states[k + 1], transposed=True)
-            residual = max(float(np.max(np.abs(a - b))) for a, b in zip(new_states, states))
+            if n > 1:
+                for k in range(n):
+                    squares[k] += np.einsum("bj,bj->j", states[k], states[k])
+            if t == steps - 1:
+                residual = max(float(np.max(np.abs(a - b))) for a, b in zip(new_states, states))
             states = new_states
+        power = 0.0  # Σ (V/V_read)²·G [S] of the reads fed by neuron layers, over samples and updates
+        for k in range(n - 1):  # layer k+1 drives crossbar k+1 forward (columns) …
+            xb = self._xbars[k + 1]
+            power += float(squares[k] @ xb.col_g_sum[: xb.n_in]) + steps * batch * float(xb.col_g_sum[xb.n_in])
+        for k in range(1, n):  # … and crossbar k transposed (rows)
+            power += float(squares[k] @ self._xbars[k].row_g_sum)
+        e_read = steps * self._read_energy_j(0, x, transposed=False) + power * c.v_read_v**2 * c.t_read_s
         measured = [self._measure(s) for s in states]
         device_time = batch * steps * (c.t_read_s + c.t_neuron_s)
         report = self._report(
             device_time, batch, {"read": e_read, "neuron": e_neuron}, steps=steps, residual=residual, beta=beta
         )
         return measured, report
+
+    def _input_drive(self, x: np.ndarray) -> np.ndarray:
+        """``W₀x + b₀`` (with the bias nonlinearity) of this input, reused while ``x`` and crossbar 0 stay the same.
+
+        The comparison costs one pass over ``x``; the product it saves is the largest of a phase.
+        """
+        cached = self._drive_cache
+        if cached is not None and cached[0].shape == x.shape and np.array_equal(cached[0], x):
+            return cached[1]
+        drive = self._read_forward(0, x)
+        self._drive_cache = (x.copy(), drive)
+        return drive
 
     def read_weights(self) -> tuple[dict[str, np.ndarray], dict]:
         """Measure the programmed state: effective weights and biases at the read bias.
@@ -482,6 +521,8 @@ class CrossbarNetwork:
             flat, old = full.ravel(), xb.target.ravel()
             changed = np.flatnonzero(~np.isnan(flat) & ~(flat == old))  # never-written (NaN) old counts as changed
             fail_idx, e_w, e_v = self._write_cells(xb, changed, flat[changed])
+            if k == 0 and changed.size:
+                self._drive_cache = None  # the input drive changed with the conductances
             xb.target = full
             written += changed.size
             failures += fail_idx.size
@@ -515,8 +556,10 @@ class CrossbarNetwork:
         c = self.config
         if idx.size == 0:
             return idx, 0.0, 0.0
-        floor_p, floor_m = xb.floor[0].ravel()[idx], xb.floor[1].ravel()[idx]
-        ceil_p, ceil_m = xb.ceil[0].ravel()[idx], xb.ceil[1].ravel()[idx]
+        dense = idx.size == xb.target.size  # every pair rewritten (continuous levels): no gathers
+        sel: slice | np.ndarray = slice(None) if dense else idx
+        floor_p, floor_m = xb.floor[0].reshape(-1)[sel], xb.floor[1].reshape(-1)[sel]
+        ceil_p, ceil_m = xb.ceil[0].reshape(-1)[sel], xb.ceil[1].reshape(-1)[sel]
         dg = w * xb.g_unit_s
         gt_p = np.maximum(floor_p, floor_m + dg)  # the lower cell of the pair stays at its floor
         gt_m = gt_p - dg
@@ -528,7 +571,16 @@ class CrossbarNetwork:
             gt_m = gt_m + np.where(plus_active, 0.0, err)
         g_p = np.clip(gt_p, floor_p, ceil_p)
         g_m = np.clip(gt_m, floor_m, ceil_m)
-        ap = xb.set_cells(idx, g_p, g_m)
+        if dense:
+            xb.g[0].reshape(-1)[:] = g_p
+            xb.g[1].reshape(-1)[:] = g_m
+            ap = xb.refresh(self.dtype, c.bias_nonlinearity)
+        elif idx.size > DENSE_WRITE_FRACTION * xb.target.size:
+            xb.g[0].reshape(-1).put(idx, g_p)
+            xb.g[1].reshape(-1).put(idx, g_m)
+            ap = np.take(xb.refresh(self.dtype, c.bias_nonlinearity), idx, axis=1)
+        else:
+            ap = xb.set_cells(idx, g_p, g_m)
         g_sum = float(g_p.sum() + g_m.sum())
         # under the write bias the antiparallel share of each cell conducts more (TMR falls with V)
         boost = float(mtj.ap_bias_factor(np.array(c.v_write_v), c.v_read_v, c.tmr0, c.v_h_v)) - 1.0

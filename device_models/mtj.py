@@ -34,3 +34,27 @@ def ap_bias_factor(v_v: np.ndarray, v_ref_v: float, tmr0: float, v_h_v: float) -
     cell and sample.
     """
     return (1.0 + tmr(v_ref_v, tmr0, v_h_v)) / (1.0 + tmr(v_v, tmr0, v_h_v))
+
+
+def ap_bias_excess(x: np.ndarray, v_ref_v: float, tmr0: float, v_h_v: float) -> np.ndarray:
+    """``x ∘ (s(x) − 1)`` with ``s(x) = G_AP(x·V_ref)/G_AP(V_ref)`` (:func:`ap_bias_factor`), ``x`` in units of ``V_ref``.
+
+    The extra antiparallel current a read at ``x·V_ref`` draws beyond the linear one (per unit of
+    the AP conductance at ``V_ref``): the bias nonlinearity of a crossbar read. In closed form, with
+    ``u = (x V_ref/V_h)²`` and ``TMR(V_ref) = TMR₀/(1 + (V_ref/V_h)²)``,
+
+        s(x) − 1 = [TMR(V_ref)(1 + u) − TMR₀] / (1 + u + TMR₀),
+
+    evaluated in place (seven passes over ``x``, in its own precision): it runs at every update of
+    every ``relax``.
+    """
+    a = (v_ref_v / v_h_v) ** 2
+    tmr_ref = tmr0 / (1.0 + a)
+    u = np.square(x)
+    u *= a
+    den = u + (1.0 + tmr0)
+    u *= tmr_ref
+    u += tmr_ref - tmr0
+    u /= den
+    u *= x
+    return u

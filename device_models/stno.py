@@ -63,8 +63,35 @@ def neuron_energy_j(
 ) -> float:
     """Joule energy ``Σ R·I²·t`` of STNO neurons biased by pre-activations ``h`` for ``t_active_s``.
 
-    ``I = ζ(h)·I_th``; the sum runs over every entry of ``h`` (batch × neurons).
+    ``I = ζ(h)·I_th`` (:func:`supercriticality`); the sum runs over every entry of ``h`` (batch ×
+    neurons). With ``g = ζ_max − 1`` and ``c = clip(h, −(ζ_max + 1)/g, 1)`` (so ``ζ = 1 + g c``),
+    ``Σζ² = N + 2gΣc + g²Σc²``: three passes over ``h``, at every update of every ``relax``.
     """
-    zeta = supercriticality(h, zeta_max)
-    flat = zeta.ravel()
-    return float(r_stno_ohm * i_th_a**2 * t_active_s * float(np.dot(flat, flat)))
+    g = zeta_max - 1.0
+    c = np.clip(h, -(zeta_max + 1.0) / g, 1.0).ravel()
+    sum_zeta2 = c.size + 2.0 * g * float(c.sum(dtype=np.float64)) + g * g * float(np.dot(c, c))
+    return float(r_stno_ohm * i_th_a**2 * t_active_s * max(sum_zeta2, 0.0))
+
+
+def logistic(h: np.ndarray) -> np.ndarray:
+    """``σ(2h − 1)``: a smooth, sigmoid-like stand-in for the STNO response (no physics).
+
+    EP's gradient oracle (DESIGN.md §5) needs an activation without kinks: the STNO response has
+    two (threshold and current limit), and its curvature just above threshold makes the β² term
+    of the symmetric estimate large. Same range ``[0, 1]`` and same midpoint as ``ρ``.
+    """
+    out = np.multiply(h, -2.0, dtype=np.result_type(h, np.float32))
+    out += 1.0
+    np.exp(out, out=out)
+    out += 1.0
+    np.reciprocal(out, out=out)
+    return out
+
+
+def response(name: str, h: np.ndarray, q: float, zeta_max: float) -> np.ndarray:
+    """The neuron response called ``name`` (``"stno"`` or ``"logistic"``) of pre-activations ``h``."""
+    if name == "stno":
+        return activation(h, q, zeta_max)
+    if name == "logistic":
+        return logistic(h)
+    raise ValueError(f"unknown activation {name!r}; known: stno, logistic")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+import numpy as np
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
@@ -90,8 +91,29 @@ def encoded(request: Request, content: Any, status_code: int = 200, headers: dic
     return Response(codec.encode(content, media), status_code=status_code, media_type=media, headers=headers)
 
 
+#: Below this many bytes of arrays, MessagePack bodies are decoded and answers encoded on the event
+#: loop: a worker-thread hop costs two wake-ups, more than the copy-free codec's work (on a loaded
+#: machine each wake-up waits for a core); above it, or in JSON, the work moves off the loop.
+INLINE_BYTES = 1 << 20
+
+
+def array_bytes(obj: Any) -> int:
+    """Bytes of the NumPy arrays in ``obj`` (nested dicts and lists): the size of a binary answer."""
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, dict):
+        return sum(array_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(array_bytes(v) for v in obj)
+    return 0
+
+
 async def encoded_off_loop(request: Request, content: Any, headers: dict[str, str] | None = None) -> Response:
-    """:func:`encoded` in a worker thread: megabytes of JSON must not stall keepalives and health."""
+    """:func:`encoded`, in a worker thread unless it is small MessagePack: megabytes of JSON must
+    not stall keepalives and health."""
     media = response_media(request)
-    data = await run_in_threadpool(codec.encode, content, media)
+    if media == codec.MSGPACK and array_bytes(content) < INLINE_BYTES:
+        data = codec.encode(content, media)
+    else:
+        data = await run_in_threadpool(codec.encode, content, media)
     return Response(data, media_type=media, headers=headers)

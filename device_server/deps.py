@@ -9,7 +9,8 @@ from fastapi import Depends, Request
 from device_server.context import ServerContext
 
 
-def get_context(request: Request) -> ServerContext:
+async def get_context(request: Request) -> ServerContext:
+    # async: FastAPI runs a plain ``def`` dependency in a worker thread, a hop per request for a lookup
     return request.app.state.ctx
 
 

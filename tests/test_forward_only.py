@@ -240,5 +240,19 @@ def test_sweep_runner_takes_another_commands_namespace(tmp_path: Path) -> None:
     assert report["overrides"] == {"read_std": 0.02} and report["seed"] == 3 and report["device_seed"] == 3
     assert report["sizes"] == [64, 16] and report["epochs"] == 1
     assert 0.5 < report["random_probe_accuracy"] < 1 and 0.5 < report["test_accuracy"] < 1
-    lab = (tmp_path / "scff-read_std=0.02-seed3" / "lab.toml").read_text()
+    lab = (tmp_path / "lab.toml").read_text()
     assert "read_std = 0.02" in lab and "seed = 3" in lab
+
+
+def test_hil_train_sweep_scff_varies_a_setting_over_http(tmp_path: Path) -> None:
+    """``hil-train sweep scff``: one run per value on a device built with that setting, a summary per value."""
+    subprocess.run([sys.executable, "-m", "trainer_client.cli", "sweep", "scff", "--param", "read_std",
+                    "--values", "0,0.05", "--seeds", "1", "--epochs", "1", "--hidden", "16", "--quiet",
+                    "--no-progress", "--out", str(tmp_path)], check=True, timeout=300, capture_output=True)
+    result = json.loads((tmp_path / "sweep.json").read_text())
+    assert [s["value"] for s in result["summary"]] == [0.0, 0.05] and result["protocol"] == "scff"
+    for value in ("0.0", "0.05"):
+        point = tmp_path / "points" / f"read_std={value}" / "seed=0"
+        assert f"read_std = {value}" in (point / "lab.toml").read_text()
+        report = json.loads((point / "report.json").read_text())
+        assert report["overrides"] == {"read_std": float(value)} and 0.5 < report["random_probe_accuracy"] < 1

@@ -7,6 +7,10 @@ Commands:
 - ``hil-train ff`` / ``hil-train scff`` — Forward-Forward (supervised) and Self-Contrastive
   Forward-Forward (unsupervised, judged by a linear probe beside the random device) from
   ``forward`` measurements only; their own server without ``--url``.
+- ``hil-train ep --dataset {digits,mnist,rf} …`` — EP beside its ideal-device and software
+  references, with checkpoints and ``--resume`` (:mod:`trainer_client.ep_command`).
+- ``hil-train sweep ep --param P --values … --seeds N …`` — accuracy against a device setting
+  (:mod:`trainer_client.sweep`).
 - ``hil-train devices [--url URL]`` — the lab's devices and who holds them.
 - ``hil-train download mnist --data-dir DIR`` — fetch MNIST (machines with internet only).
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import sys
 import time
 import uuid
@@ -22,43 +27,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from trainer_client import ep_command, sweep
+from trainer_client.cli_common import floats, positive_float, positive_int, show_queue
 from trainer_client.client import DeviceClient
 from trainer_client.datasets import DatasetError, download_mnist, load
 from trainer_client.errors import HILError
+from trainer_client.forward_runs import DEFAULTS, SWEEP_RUNNERS, parse_overrides, run_protocol
 from trainer_client.local_server import LocalServer
+from trainer_client.protocols.ff import NEGATIVES
 from trainer_client.protocols.ep import NUDGING, EPConfig
 from trainer_client.provenance import provenance
 from trainer_client.report import plot_curves, write_report
 from trainer_client.training import train_ep
 
 DEMO_DEFAULTS = {"epochs": 30, "batch_size": 32, "beta": 0.5, "t1": 30, "t2": 10, "lrs": [0.1, 0.05], "seed": 0}
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,16 +56,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--ideal", action="store_true", help="use the ideal device (every non-ideality off)")
     demo.add_argument("--device", help="device id (default crossbar-digits, or crossbar-digits-ideal with --ideal)")
     demo.add_argument("--lab", type=Path, help="lab file for the embedded server (ignored with --url)")
-    demo.add_argument("--epochs", type=_positive_int, default=DEMO_DEFAULTS["epochs"])
-    demo.add_argument("--batch-size", type=_positive_int, default=DEMO_DEFAULTS["batch_size"])
-    demo.add_argument("--beta", type=_positive_float, default=DEMO_DEFAULTS["beta"], help="nudging strength β")
-    demo.add_argument("--t1", type=_positive_int, default=DEMO_DEFAULTS["t1"], help="free-phase steps")
-    demo.add_argument("--t2", type=_positive_int, default=DEMO_DEFAULTS["t2"], help="nudged-phase steps")
+    demo.add_argument("--epochs", type=positive_int, default=DEMO_DEFAULTS["epochs"])
+    demo.add_argument("--batch-size", type=positive_int, default=DEMO_DEFAULTS["batch_size"])
+    demo.add_argument("--beta", type=positive_float, default=DEMO_DEFAULTS["beta"], help="nudging strength β")
+    demo.add_argument("--t1", type=positive_int, default=DEMO_DEFAULTS["t1"], help="free-phase steps")
+    demo.add_argument("--t2", type=positive_int, default=DEMO_DEFAULTS["t2"], help="nudged-phase steps")
     demo.add_argument("--nudging", choices=NUDGING, default="symmetric")
-    demo.add_argument("--lr", type=_floats, default=DEMO_DEFAULTS["lrs"], help="per-layer learning rates, e.g. 0.1,0.05")
+    demo.add_argument("--lr", type=floats, default=DEMO_DEFAULTS["lrs"], help="per-layer learning rates, e.g. 0.1,0.05")
     demo.add_argument("--seed", type=int, default=DEMO_DEFAULTS["seed"])
     demo.add_argument("--encoding", choices=["msgpack", "json"], default="msgpack")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+
+    ep = sub.add_parser("ep", help="Equilibrium Propagation on a device, beside ideal-device and software references",
+                        description="Train Equilibrium Propagation on a device over HTTP (one request per phase), "
+                        "beside the same run on its ideal twin and in software; writes report.json, curves.png, "
+                        "states.png and checkpoints (--resume continues a killed run).")
+    ep_command.add_arguments(ep)
+    sweep.add_parser(sub)
 
     add_forward_only_commands(sub)
 
@@ -130,9 +119,6 @@ def _fraction(text: str) -> float:
 
 def add_forward_only_commands(sub: Any) -> None:
     """``hil-train ff`` and ``hil-train scff``: the same options, each with its own defaults."""
-    from trainer_client.forward_runs import DEFAULTS
-    from trainer_client.protocols.ff import NEGATIVES
-
     about = {
         "ff": ("Forward-Forward (Hinton 2022): label in the input, wrong-label negatives, layer-local goodness",
                "Train Forward-Forward on an emulated MTJ crossbar over HTTP, one layer per forward request; "
@@ -143,43 +129,53 @@ def add_forward_only_commands(sub: Any) -> None:
                  "features is reported beside the same probe on the same device with its random initial weights."),
     }
     for protocol, (short, long) in about.items():
-        d = DEFAULTS[protocol]
-        p = sub.add_parser(protocol, help=short, description=long)
-        p.add_argument("--url", help="device server to use (default: start one on a free loopback port)")
-        p.add_argument("--api-key", help="API key of a shared lab server (default: $SPINHIL_API_KEY)")
-        p.add_argument("--device", help=f"device id (default {protocol}-<dataset>, the embedded server's device)")
-        p.add_argument("--out", type=Path, help=f"output folder (default runs/<timestamp>-{protocol}/)")
-        p.add_argument("--dataset", choices=["digits", "mnist"], default="digits")
-        p.add_argument("--data-dir", help="folder with the MNIST IDX files (default $SPINHIL_DATA_DIR)")
-        p.add_argument("--train-samples", type=_positive_int, help="train on the first N training samples only")
-        p.add_argument("--preset", choices=["default-v1", "ideal"], default="default-v1",
-                       help="non-idealities of the embedded server's device")
-        p.add_argument("--set", dest="overrides", action="append", metavar="NAME=VALUE",
-                       help="change one device setting of the embedded server (repeatable), e.g. --set read_std=0.02")
-        p.add_argument("--device-seed", type=int, default=1, help="fabrication and noise seed of the embedded device")
-        p.add_argument("--hidden", type=_sizes, default=d["hidden"], help="hidden layer widths, e.g. 256,256")
-        p.add_argument("--epochs", type=_positive_int, default=d["epochs"])
-        p.add_argument("--batch-size", type=_positive_int, default=d["batch_size"])
-        p.add_argument("--lr", type=_positive_float, default=d["lr"], help="Adam step size")
-        p.add_argument("--threshold", type=_fraction, default=d["threshold"], help="goodness threshold θ (mean y²)")
-        p.add_argument("--sharpness", type=_positive_float, default=d["sharpness"], help="α in σ(α(G − θ))")
-        if protocol == "ff":
-            p.add_argument("--label-scale", type=_positive_float, default=1.0,
-                           help="drive of the label inputs (at most the device's input limit)")
-            p.add_argument("--label-repeat", type=_positive_int, default=1,
-                           help="write the one-hot label this many times (more drive per label)")
-            p.add_argument("--negatives", choices=NEGATIVES, default="random",
-                           help="wrong label uniform, or drawn from the network's own goodness "
-                           "(Hinton's hard negatives)")
-        p.add_argument("--eval-every", type=_non_negative_int, default=1 if protocol == "ff" else 0,
-                       help="test every N epochs (0: only after the last)" + ("" if protocol == "ff" else
-                                                                              "; each is a probe fit"))
-        p.add_argument("--software", action="store_true",
-                       help="train the software reference (same network, float64, no device) instead")
-        p.add_argument("--seed", type=int, default=0, help="initial weights, negatives and batch order")
-        p.add_argument("--encoding", choices=["msgpack", "json"], default="msgpack")
-        p.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
-        p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+        add_forward_only_arguments(sub.add_parser(protocol, help=short, description=long), protocol)
+
+
+def add_forward_only_arguments(p: argparse.ArgumentParser, protocol: str) -> None:
+    """The options of ``hil-train <protocol>`` (``ff`` or ``scff``), also taken by ``hil-train sweep <protocol>``."""
+    d = DEFAULTS[protocol]
+    p.set_defaults(resume=False)  # read by the sweep's output folder; a forward-only run has no checkpoints
+    p.add_argument("--url", help="device server to use (default: start one on a free loopback port)")
+    p.add_argument("--api-key", help="API key of a shared lab server (default: $SPINHIL_API_KEY)")
+    p.add_argument("--device", help=f"device id (default {protocol}-<dataset>, the embedded server's device)")
+    p.add_argument("--out", type=Path, help=f"output folder (default runs/<timestamp>-{protocol}/)")
+    p.add_argument("--dataset", choices=["digits", "mnist"], default="digits")
+    p.add_argument("--data-dir", help="folder with the MNIST IDX files (default $SPINHIL_DATA_DIR)")
+    p.add_argument("--train-samples", type=positive_int, help="train on the first N training samples only")
+    p.add_argument("--preset", choices=["default-v1", "ideal"], default="default-v1",
+                   help="non-idealities of the embedded server's device")
+    p.add_argument("--set", dest="overrides", action="append", metavar="NAME=VALUE",
+                   help="change one device setting of the embedded server (repeatable), e.g. --set read_std=0.02")
+    p.add_argument("--device-seed", type=int, default=1, help="fabrication and noise seed of the embedded device")
+    p.add_argument("--hidden", type=_sizes, default=d["hidden"], help="hidden layer widths, e.g. 256,256")
+    p.add_argument("--epochs", type=positive_int, default=d["epochs"])
+    p.add_argument("--batch-size", type=positive_int, default=d["batch_size"])
+    p.add_argument("--lr", type=positive_float, default=d["lr"], help="Adam step size")
+    p.add_argument("--threshold", type=_fraction, default=d["threshold"], help="goodness threshold θ (mean y²)")
+    p.add_argument("--sharpness", type=positive_float, default=d["sharpness"], help="α in σ(α(G − θ))")
+    if protocol == "ff":
+        p.add_argument("--label-scale", type=positive_float, default=1.0,
+                       help="drive of the label inputs (at most the device's input limit)")
+        p.add_argument("--label-repeat", type=positive_int, default=1,
+                       help="write the one-hot label this many times (more drive per label)")
+        p.add_argument("--negatives", choices=NEGATIVES, default="random",
+                       help="wrong label uniform, or drawn from the network's own goodness "
+                       "(Hinton's hard negatives)")
+    p.add_argument("--eval-every", type=_non_negative_int, default=1 if protocol == "ff" else 0,
+                   help="test every N epochs (0: only after the last)" + ("" if protocol == "ff" else
+                                                                          "; each is a probe fit"))
+    p.add_argument("--software", action="store_true",
+                   help="train the software reference (same network, float64, no device) instead")
+    p.add_argument("--seed", type=int, default=0, help="initial weights, negatives and batch order")
+    p.add_argument("--encoding", choices=["msgpack", "json"], default="msgpack")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+
+for _protocol in ("ff", "scff"):  # hil-train sweep ff|scff
+    sweep.register(_protocol, functools.partial(add_forward_only_arguments, protocol=_protocol),
+                   SWEEP_RUNNERS[_protocol])
 
 
 def run_demo(args: argparse.Namespace) -> dict[str, Any]:
@@ -202,8 +198,9 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
         print(f"training EP on {device_id} ({info['kind']}, preset {info['preset']}, layers "
               f"{info['topology']['sizes']}) with {len(data.x_train)} digits, testing on {len(data.x_test)}")
         t0 = time.perf_counter()
-        with client.lease(device_id, holder="hil-train demo", wait=True, on_queue=_show_queue) as lease:
-            _, history = train_ep(lease, data, config, args.epochs, progress=not args.no_progress)
+        with client.lease(device_id, holder="hil-train demo", wait=True, on_queue=show_queue) as lease:
+            _, history = train_ep(lease, info["topology"], data, config, args.epochs, totals=client.totals,
+                                  progress=not args.no_progress)
         wall = time.perf_counter() - t0
         totals = client.totals
     last = history[-1]
@@ -241,19 +238,16 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def _show_queue(ticket: dict[str, Any]) -> None:
-    print(f"{ticket['device_id']} is busy: position {ticket['position']} in its queue, "
-          f"about {ticket['estimated_wait_s']:.0f} s to wait", flush=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "demo":
             run_demo(args)
+        elif args.command == "ep":
+            ep_command.main(args)
+        elif args.command == "sweep":
+            sweep.run_sweep(args)
         elif args.command in ("ff", "scff"):
-            from trainer_client.forward_runs import parse_overrides, run_protocol
-
             run_protocol(args, args.command, parse_overrides(args.overrides))
         elif args.command == "devices":
             with DeviceClient(args.url, api_key=args.api_key) as client:

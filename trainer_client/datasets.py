@@ -5,6 +5,9 @@
 - ``mnist``: the four original IDX files from a data directory, verified by SHA-256 before use.
   The public download locations are listed for machines with internet; nothing is downloaded
   unless asked (:func:`download_mnist`).
+- ``rf``: the RadioSpin D62 RF-fingerprinting set (drone classification; Ross, Leroux et al.,
+  Nature Nanotechnology 18, 1273 (2023); Zenodo record 7646236, CC BY 4.0): one HDF5 file with
+  the published train/test split, 256 spectral power bins in [0, 1], 10 classes; verified by SHA-256.
 
 The data directory comes from ``--data-dir`` or the ``SPINHIL_DATA_DIR`` environment variable.
 """
@@ -27,6 +30,11 @@ MNIST_FILES = {
     "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
     "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
 }
+RF_FILE = "RadioSpin_D62_RF_fingerprinting.h5"
+RF_SHA256 = "a9fc628d25a836f26f8ac9934f8bd1de8858306f11622a8b95b54ea4029a79d6"
+RF_URL = "https://zenodo.org/records/7646236"
+#: Data sets by name (``--dataset``).
+DATASETS = ("digits", "mnist", "rf")
 MNIST_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
@@ -111,6 +119,25 @@ def load_mnist(directory: str | os.PathLike[str] | None = None) -> Dataset:
     return Dataset("mnist", x_tr, y_tr, x_te, y_te, 10, digest)
 
 
+def load_rf(directory: str | os.PathLike[str] | None = None) -> Dataset:
+    """The RF drone set from ``directory`` (or ``$SPINHIL_DATA_DIR``), directly or in its ``rf/``."""
+    base = data_dir(directory)
+    if base is None:
+        raise DatasetError(f"the RF drone set needs a data directory: pass --data-dir or set ${DATA_DIR_ENV}")
+    path = base / "rf" / RF_FILE if (base / "rf" / RF_FILE).is_file() else base / RF_FILE
+    if not path.is_file():
+        raise DatasetError(f"RF drone file {path} is missing; download {RF_FILE} from {RF_URL} into the data directory")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != RF_SHA256:
+        raise DatasetError(f"RF drone file {path} fails its checksum (sha256 {digest}, expected {RF_SHA256})")
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        arrays = {k: f[k][...] for k in ("X_train", "Y_train", "X_test", "Y_test")}
+    return Dataset("rf", arrays["X_train"].astype(np.float32), arrays["Y_train"].astype(np.int64),
+                   arrays["X_test"].astype(np.float32), arrays["Y_test"].astype(np.int64), 10, digest)
+
+
 def download_mnist(directory: str | os.PathLike[str]) -> Path:
     """Fetch the four MNIST files from a public mirror into ``directory`` and verify them."""
     import httpx
@@ -138,9 +165,11 @@ def download_mnist(directory: str | os.PathLike[str]) -> Path:
 
 
 def load(name: str, directory: str | os.PathLike[str] | None = None, seed: int = 0) -> Dataset:
-    """A data set by name: ``digits`` or ``mnist``."""
+    """A data set by name: ``digits``, ``mnist`` or ``rf``."""
     if name == "digits":
         return load_digits(seed)
     if name == "mnist":
         return load_mnist(directory)
-    raise DatasetError(f"unknown dataset {name!r}; known: digits, mnist")
+    if name == "rf":
+        return load_rf(directory)
+    raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")

@@ -28,7 +28,6 @@ from typing import Any
 
 from trainer_client.client import DeviceClient, Totals
 from trainer_client.datasets import Dataset, load
-from trainer_client.errors import TransportError
 from trainer_client.forward_plots import plot_forward_only
 from trainer_client.forward_training import train_layerwise
 from trainer_client.local_server import LocalServer
@@ -108,11 +107,7 @@ def session(args: argparse.Namespace, protocol: str, sizes: list[int], overrides
             out_dir.mkdir(parents=True, exist_ok=True)
             lab = out_dir / "lab.toml"
             lab.write_text(lab_toml(device_id, sizes, args.preset, args.device_seed, overrides))
-            try:
-                url = stack.enter_context(LocalServer(lab=lab, log_path=out_dir / "server.log"))
-            except TransportError as exc:  # say why: a refused setting is in the server's last words
-                last = (out_dir / "server.log").read_text(errors="replace").strip().splitlines()[-1:]
-                raise ValueError(f"{exc}: {last[0] if last else 'no output'}") from None
+            url = stack.enter_context(LocalServer(lab=lab, log_path=out_dir / "server.log"))  # says why if it fails
             if not args.quiet:
                 print(f"started a device server on {url} (lab: {lab}, log: {out_dir / 'server.log'})")
         run_id = f"{out_dir.name}-{uuid.uuid4().hex[:8]}"  # prefixes every request id: the audit finds the run
@@ -246,7 +241,7 @@ def _sweep_run(protocol: str, args: argparse.Namespace, overrides: dict[str, flo
     """One point of a sweep: the run with device settings ``overrides`` and ``seed`` (training and device).
 
     ``args`` may be another command's namespace (the sweep's): options of ``hil-train <protocol>``
-    it does not carry keep their defaults.
+    it does not carry keep their defaults. The run is written to ``args.out`` when given.
     """
     a = default_args(protocol)
     for name, value in vars(args).items():
@@ -254,9 +249,9 @@ def _sweep_run(protocol: str, args: argparse.Namespace, overrides: dict[str, flo
             setattr(a, name, value)
     a.seed = a.device_seed = int(seed)
     a.url = None  # overrides are applied by building the device: always an embedded server
-    base = args.out if getattr(args, "out", None) else Path("runs") / "sweep"
-    tag = "-".join(f"{k}={v}" for k, v in sorted(overrides.items())) or "preset"
-    a.out = Path(base) / f"{protocol}-{tag}-seed{seed}"
+    if not getattr(args, "out", None):  # the caller (the sweep) names each point's folder
+        tag = "-".join(f"{k}={v}" for k, v in sorted(overrides.items())) or "preset"
+        a.out = Path("runs") / "sweep" / f"{protocol}-{tag}-seed{seed}"
     return run_protocol(a, protocol, overrides)
 
 

@@ -5,10 +5,13 @@ The trainer never imports the server: it runs the ``hil-server`` program and tal
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,6 +24,17 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # pragma: no cover (runs in the child between fork and exec)
+    """Linux: the server gets SIGTERM when the process that started it dies, even by SIGKILL.
+
+    A killed ``hil-train`` must not leave an orphaned server behind (``--resume`` starts a new one).
+    """
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
 
 
 class LocalServer:
@@ -51,28 +65,39 @@ class LocalServer:
                "--latency", self.latency, "--log-level", "info", *self.access_args, *self.extra_args]
         if self.lab is not None:
             cmd += ["--lab", str(self.lab)]
-        self._log = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115 (closed in stop)
-        out = self._log if self._log is not None else subprocess.DEVNULL
+        # the server's output goes to the log file (appended: a restarted server keeps its history),
+        # or to a temporary one: a failed start quotes it
+        self._log = open(self.log_path, "a+b") if self.log_path else tempfile.TemporaryFile()  # noqa: SIM115
         # The server's arrays are small per request; BLAS threads there only fight the client for
         # the same cores (measured: the demo twice as slow on 2 cores). A user's setting wins.
         env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                **os.environ, "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        self.process = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
+                                        preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         self.url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + self.startup_timeout_s
         with DeviceClient(self.url, retries=0) as client:
-            while True:  # in short waits, so that a server that exited (a refused lab) is reported at once
+            while True:
                 try:
-                    self.health = client.wait_healthy(min(1.0, max(deadline - time.monotonic(), 0.0)))
-                    break
+                    self.health = client.wait_healthy(0.5)
+                    return self.url
                 except TransportError:
                     code = self.process.poll()
                     if code is None and time.monotonic() < deadline:
                         continue
+                    said = self._output_tail()
                     self.stop()
-                    raise TransportError(f"hil-server did not become healthy on {self.url} "
-                                         f"(exit code {code})") from None
-        return self.url
+                    raise TransportError(f"hil-server did not start on {self.url} (exit code {code})"
+                                         + (f": {said}" if said else "")) from None
+
+    def _output_tail(self, lines: int = 5) -> str:
+        """The last lines the server printed (why it would not start)."""
+        if self._log is None:
+            return ""
+        self._log.flush()
+        self._log.seek(0)
+        text = self._log.read().decode(errors="replace").strip()
+        return " | ".join(text.splitlines()[-lines:])
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -19,7 +19,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from device_server.auth import Principal, authorize
-from device_server.body import check_content_type, encoded_off_loop, parse, read_body
+from device_server.body import INLINE_BYTES, check_content_type, encoded_off_loop, parse, read_body
 from device_server.context import ServerContext
 from device_server.deps import Ctx
 from device_server.drivers.base import ContractViolation, Driver, OpResult
@@ -37,6 +37,7 @@ from device_server.schemas import (
     WriteResponse,
 )
 from device_server.validation import enforce, enforce_step
+from trainer_client import codec
 
 router = APIRouter(prefix="/v1/devices", tags=["operations"])
 
@@ -88,10 +89,18 @@ async def run_operation(
         raise LeaseRequired(f"{operation} touches the device: send the lease token in X-Lease-Token", field="X-Lease-Token")
     request.state.audit = {"device_id": device_id, "fencing": fencing, "action": operation}  # what was presented
     ctx.leases.check(device_id, token, fencing)
-    payload = await run_in_threadpool(parse, model, body, media) if model is not None else None
     clipped: dict[str, int] = {}
-    call = await run_in_threadpool(prepare, payload, driver.declaration(), clipped)
-    fingerprint = ctx.idempotency.fingerprint(body) if idempotency_key else ""  # keyed by operation already
+
+    def decode_and_prepare() -> tuple[Call, str]:
+        # the CPU work before the device: decode, validate, limits, fingerprint
+        payload = parse(model, body, media) if model is not None else None
+        fingerprint = ctx.idempotency.fingerprint(body) if idempotency_key else ""  # keyed by operation already
+        return prepare(payload, driver.declaration(), clipped), fingerprint
+
+    if model is None or (codec.is_msgpack(media) and len(body) < INLINE_BYTES):
+        call, fingerprint = decode_and_prepare()  # copy-free decode of a small body: cheaper than a hop
+    else:
+        call, fingerprint = await run_in_threadpool(decode_and_prepare)
     principal = getattr(request.state, "principal", None)
     owner = principal.key_id if principal else ""
     sent_key = idempotency_key

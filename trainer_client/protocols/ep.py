@@ -9,9 +9,15 @@ DESIGN.md §5:
 - symmetric estimate of the negative gradient (batch mean, ``s_0 = x``)
   ``Ĝ_W_k = (1/2β)[s_{k+1} s_kᵀ|₊β − s_{k+1} s_kᵀ|₋β]``, ``Ĝ_b_k = (1/2β)[s_{k+1}|₊β − s_{k+1}|₋β]``;
   one-sided ``(1/β)[·|₊β − ·|₀]``; random-sign draws the sign of β per batch (one-sided);
-- step ``W += η_k Ĝ`` on full-precision hidden weights held by the client; the device holds
-  what was programmed from them (clipped to its declared range, rewritten only where a cell's
-  grid target changed).
+- step ``W += η_k Ĝ`` (SGD) or Adam on ``Ĝ`` (:mod:`trainer_client.optim`) on full-precision
+  hidden weights held by the client; the device holds what was programmed from them (clipped to
+  its declared range, rewritten only where a cell's grid target changed);
+- readouts: ``mse`` nudges the outputs toward the one-hot target, ``C = ½‖s_N − y‖²``;
+  ``ce`` reads the outputs as logits ``s_N/τ`` of a softmax and nudges them along the
+  cross-entropy force ``−∂C/∂s_N ∝ y − softmax(s_N/τ)`` evaluated at the free state: the device's
+  nudge is ``β(t − s_N)``, so the target sent is ``t = s_N^free + (y − softmax(s_N^free/τ))``,
+  clipped to the output range ``[0, 1]``. To first order in β (all the estimate sees) this is the
+  cross-entropy gradient wherever the clip is inactive, and a shortened force where it is.
 
 Updates come from measured device states only: the client never evaluates the network.
 """
@@ -24,7 +30,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from trainer_client.optim import LR_SCHEDULES, OPTIMIZERS, SGD, Adam, make_optimizer
+
 NUDGING = ("symmetric", "one-sided", "random-sign")
+LOSSES = ("mse", "ce")
 
 
 class EPDevice(Protocol):
@@ -48,10 +57,24 @@ class EPConfig:
     batch_size: int = 32
     seed: int = 0
     init_scale: float = 1.0
+    optimizer: str = "sgd"
+    lr_schedule: str = "constant"
+    loss: str = "mse"
+    ce_temperature: float = 0.25
 
     def __post_init__(self) -> None:
         if self.nudging not in NUDGING:
             raise ValueError(f"nudging must be one of {NUDGING}, got {self.nudging!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if not self.ce_temperature > 0:
+            raise ValueError("ce_temperature must be positive")
+        if any(not lr > 0 for lr in self.lrs):
+            raise ValueError(f"learning rates must be positive, got {list(self.lrs)}")
         if not self.beta > 0:
             raise ValueError("beta must be positive (the sign is chosen by the nudging scheme)")
         if self.t1 < 1 or self.t2 < 1:
@@ -86,15 +109,38 @@ class EPNetwork:
 
 def ep_gradient(x: np.ndarray, states_a: Sequence[np.ndarray], states_b: Sequence[np.ndarray],
                 scale: float) -> dict[str, np.ndarray]:
-    """``scale · [s_{k+1} s_kᵀ|_a − s_{k+1} s_kᵀ|_b] / batch`` for every crossbar (and biases)."""
+    """``scale · [s_{k+1} s_kᵀ|_a − s_{k+1} s_kᵀ|_b] / batch`` for every crossbar (and biases).
+
+    The input ``s_0 = x`` is the same in both phases, so the first crossbar's term is the single
+    product ``(s_1|_a − s_1|_b)ᵀ x`` — half the work of the largest matrix product of the step.
+    """
     batch = x.shape[0]
     grads: dict[str, np.ndarray] = {}
-    prev_a = prev_b = x
+    f = scale / batch
     for k, (sa, sb) in enumerate(zip(states_a, states_b)):
-        grads[f"W{k}"] = (sa.T @ prev_a - sb.T @ prev_b) * (scale / batch)
-        grads[f"b{k}"] = (sa.sum(axis=0) - sb.sum(axis=0)) * (scale / batch)
-        prev_a, prev_b = sa, sb
+        diff = sa - sb
+        if k == 0:
+            grads["W0"] = diff.T @ x
+        else:
+            grads[f"W{k}"] = sa.T @ states_a[k - 1] - sb.T @ states_b[k - 1]
+        grads[f"W{k}"] *= f
+        grads[f"b{k}"] = diff.sum(axis=0) * f
     return grads
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def nudge_target(loss: str, y_onehot: np.ndarray, free_out: np.ndarray, temperature: float) -> np.ndarray:
+    """The target sent with a nudged phase: the one-hot label (``mse``) or the free output moved
+    along the cross-entropy force (``ce``, see the module docstring)."""
+    if loss == "mse":
+        return y_onehot
+    force = y_onehot - softmax(free_out / temperature)
+    return np.clip(free_out + force, 0.0, 1.0).astype(np.float32)
 
 
 class EPTrainer:
@@ -107,6 +153,13 @@ class EPTrainer:
         self.net = net
         self.config = config
         self.rng = np.random.default_rng(config.seed)
+        self.optimizer: SGD | Adam = make_optimizer(config.optimizer)
+        self.base_lrs = {name: float(config.lrs[int(name[1:])]) for name in net.weights}
+        self.lrs = dict(self.base_lrs)
+
+    def set_lr_factor(self, factor: float) -> None:
+        """Scale every learning rate (a schedule's value for the coming epoch)."""
+        self.lrs = {name: lr * factor for name, lr in self.base_lrs.items()}
 
     def program(self) -> dict[str, Any]:
         return self.device.program(self.net.targets(), return_achieved=False)
@@ -122,18 +175,30 @@ class EPTrainer:
         beta = cfg.beta
         if cfg.nudging == "random-sign":
             beta = beta if self.rng.random() < 0.5 else -beta
-        plus = self.device.relax(x, beta, y_onehot, cfg.t2, free)["states"]
+        target = nudge_target(cfg.loss, y_onehot, free[-1], cfg.ce_temperature)
+        plus = self.device.relax(x, beta, target, cfg.t2, free)["states"]
         if cfg.nudging == "symmetric":
-            minus = self.device.relax(x, -beta, y_onehot, cfg.t2, free)["states"]
+            minus = self.device.relax(x, -beta, target, cfg.t2, free)["states"]
             grads = ep_gradient(x, plus, minus, 1.0 / (2.0 * beta))
         else:
             grads = ep_gradient(x, plus, free, 1.0 / beta)
-        for name, g in grads.items():
-            self.net.weights[name] += cfg.lrs[int(name[1:])] * g.astype(np.float32)
+        self.optimizer.step(self.net.weights, grads, self.lrs)
         return free[-1]
 
-    def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """Class predictions from the free phase on the device (programs the current weights)."""
         self.program()
         out = [np.argmax(self.free_phase(x[i:i + batch_size])[-1], axis=1) for i in range(0, len(x), batch_size)]
         return np.concatenate(out)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Everything a checkpoint needs to continue: weights, optimiser moments (named arrays)."""
+        out = {f"weight.{k}": w for k, w in self.net.weights.items()}
+        out.update({f"optim.{k}": a for k, a in self.optimizer.state().items()})
+        return out
+
+    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
+        for k, a in state.items():
+            if k.startswith("weight."):
+                self.net.weights[k[7:]] = np.array(a, dtype=np.float32)
+        self.optimizer.load_state({k[6:]: a for k, a in state.items() if k.startswith("optim.")})
