@@ -21,7 +21,8 @@ import pytest
 
 from tests.conftest import write_lab
 from trainer_client.client import DeviceClient
-from trainer_client.forward_runs import default_args, lab_toml, parse_overrides
+from trainer_client.cli_common import lab_text
+from trainer_client.forward_runs import default_args, parse_overrides
 from trainer_client.local_server import LocalServer
 from trainer_client.protocols.ff import FFTrainer, hard_wrong_labels, wrong_labels
 from trainer_client.protocols.forward_only import ForwardOnlyConfig, LayerwiseTrainer
@@ -192,7 +193,8 @@ def test_overrides_and_lab_file_round_trip(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="--set"):
             parse_overrides(bad)
     lab = tmp_path / "lab.toml"
-    lab.write_text(lab_toml("ff-digits", [74, 32], "default-v1", 7, overrides))
+    lab.write_text(lab_text([{"id": "ff-digits", "sizes": [74, 32], "preset": "default-v1", "seed": 7,
+                              "overrides": overrides}]))
     out = subprocess.run([sys.executable, "-m", "device_server", "--lab", str(lab), "--check"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

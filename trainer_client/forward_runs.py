@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -26,7 +25,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from trainer_client.client import DeviceClient, Totals
+from trainer_client.cli_common import lab_text, session_client
+from trainer_client.client import Totals
 from trainer_client.datasets import Dataset, load
 from trainer_client.forward_plots import plot_forward_only
 from trainer_client.forward_training import train_layerwise
@@ -65,19 +65,6 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def lab_toml(device_id: str, sizes: list[int], preset: str, seed: int, overrides: Mapping[str, Any]) -> str:
-    """A lab file (``device_server/lab.py`` format) with one crossbar device."""
-    def value(v: Any) -> str:
-        return ("true" if v else "false") if isinstance(v, bool) else json.dumps(v)
-
-    lines = ["[lab]", f'name = "hil-train-{device_id}"', "", "[[devices]]", f'id = "{device_id}"',
-             'driver = "mtj-crossbar"', f"preset = {json.dumps(preset)}", f"seed = {int(seed)}",
-             f"topology = {{ sizes = {json.dumps([int(n) for n in sizes])} }}"]
-    if overrides:
-        lines.append("overrides = { " + ", ".join(f"{k} = {value(v)}" for k, v in overrides.items()) + " }")
-    return "\n".join(lines) + "\n"
-
-
 def network_sizes(args: argparse.Namespace, protocol: str, data: Dataset) -> list[int]:
     n_in = data.x_train.shape[1] + (data.n_classes * args.label_repeat if protocol == "ff" else 0)
     return [n_in, *args.hidden]
@@ -106,12 +93,13 @@ def session(args: argparse.Namespace, protocol: str, sizes: list[int], overrides
         else:
             out_dir.mkdir(parents=True, exist_ok=True)
             lab = out_dir / "lab.toml"
-            lab.write_text(lab_toml(device_id, sizes, args.preset, args.device_seed, overrides))
+            lab.write_text(lab_text([{"id": device_id, "sizes": sizes, "preset": args.preset, "seed": args.device_seed,
+                                      "overrides": dict(overrides)}]))
             url = stack.enter_context(LocalServer(lab=lab, log_path=out_dir / "server.log"))  # says why if it fails
             if not args.quiet:
                 print(f"started a device server on {url} (lab: {lab}, log: {out_dir / 'server.log'})")
         run_id = f"{out_dir.name}-{uuid.uuid4().hex[:8]}"  # prefixes every request id: the audit finds the run
-        client = stack.enter_context(DeviceClient(url, encoding=args.encoding, api_key=args.api_key, run_id=run_id))
+        client = stack.enter_context(session_client(args, url, run_id))
         health = client.health()
         info = client.describe(device_id)
         if list(info["topology"]["sizes"]) != list(sizes):

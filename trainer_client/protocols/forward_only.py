@@ -1,4 +1,4 @@
-"""What Forward-Forward and SCFF trainers share: hidden weights, the layer loop, Adam, statistics.
+"""What Forward-Forward and SCFF trainers share: hidden weights, the layer loop, the optimiser, statistics.
 
 A step programs the current weights once, then measures the layers one at a time (one
 ``forward(x, layers=[k])`` request each, DESIGN.md §2): layer ``k`` sees the normalised measured
@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from trainer_client.protocols.goodness import Adam, GoodnessLoss, normalise
+from trainer_client.optim import Adam
+from trainer_client.protocols.goodness import GoodnessLoss, normalise
 from trainer_client.protocols.layers import Layers
 
 
@@ -75,7 +76,8 @@ class LayerwiseTrainer:
         self.rng = np.random.default_rng(config.seed)
         self.weights = init_weights(layers.sizes, self.rng, config.init_scale)
         self.initial_weights = {k: v.copy() for k, v in self.weights.items()}
-        self.optimizer = Adam(config.lr)
+        self.optimizer = Adam()
+        self._lrs = {name: config.lr for name in self.weights}
         self.loss = config.loss
         self.n_layers = len(layers.sizes) - 1
 
@@ -112,7 +114,7 @@ class LayerwiseTrainer:
     def train_layers(self, u: np.ndarray, sign: np.ndarray, program: bool = True) -> StepStats:
         """:meth:`measure`, then one Adam step on every layer (projected onto the device's weight range)."""
         grads, stats = self.measure(u, sign, program)
-        self.optimizer.step(self.weights, grads)
+        self.optimizer.step(self.weights, {name: -g for name, g in grads.items()}, self._lrs)  # descend the loss
         for name, w in self.weights.items():
             np.clip(w, -self.layers.w_max[int(name[1:])], self.layers.w_max[int(name[1:])], out=w)
         return stats

@@ -120,34 +120,3 @@ def normalise(y: np.ndarray, eps: float = 1e-8) -> np.ndarray:
     at least 1 by construction), so the next layer's drive never needs clipping.
     """
     return y / (np.linalg.norm(y, axis=1, keepdims=True) + eps)
-
-
-class Adam:
-    """Adam (Kingma & Ba, ICLR 2015) on named arrays, descending the given gradients.
-
-    The client keeps full-precision hidden weights; the device receives what is programmed
-    from them. Moments are float64 so that the reference and the device runs differ only by
-    the device.
-    """
-
-    def __init__(self, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
-        if not lr > 0:
-            raise ValueError(f"learning rate must be positive, got {lr}")
-        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
-        self.t = 0
-        self._m: dict[str, np.ndarray] = {}
-        self._v: dict[str, np.ndarray] = {}
-
-    def step(self, params: dict[str, np.ndarray], grads: Mapping[str, np.ndarray]) -> None:
-        """Update ``params[name]`` in place for every ``name`` in ``grads``."""
-        self.t += 1
-        c1 = 1.0 - self.beta1**self.t
-        c2 = 1.0 - self.beta2**self.t
-        for name, g in grads.items():
-            m = self._m.setdefault(name, np.zeros_like(g, dtype=np.float64))
-            v = self._v.setdefault(name, np.zeros_like(g, dtype=np.float64))
-            m *= self.beta1
-            m += (1.0 - self.beta1) * g
-            v *= self.beta2
-            v += (1.0 - self.beta2) * np.square(g)
-            params[name] -= (self.lr * (m / c1) / (np.sqrt(v / c2) + self.eps)).astype(params[name].dtype)
