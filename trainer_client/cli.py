@@ -28,7 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from trainer_client import ep_command, sweep
-from trainer_client.cli_common import floats, positive_float, positive_int, show_queue
+from trainer_client.cli_common import (
+    floats,
+    fraction,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    positive_ints,
+    show_queue,
+)
 from trainer_client.client import DeviceClient
 from trainer_client.datasets import DatasetError, download_mnist, load
 from trainer_client.errors import HILError
@@ -87,36 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------- ff / scff (forward-only protocols)
-def _sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated layer widths, e.g. 256,256, got {text!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"layer widths must be positive integers, got {text!r}")
-    return sizes
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {value}")
-    return value
-
-
 def add_forward_only_commands(sub: Any) -> None:
     """``hil-train ff`` and ``hil-train scff``: the same options, each with its own defaults."""
     about = {
@@ -148,11 +126,11 @@ def add_forward_only_arguments(p: argparse.ArgumentParser, protocol: str) -> Non
     p.add_argument("--set", dest="overrides", action="append", metavar="NAME=VALUE",
                    help="change one device setting of the embedded server (repeatable), e.g. --set read_std=0.02")
     p.add_argument("--device-seed", type=int, default=1, help="fabrication and noise seed of the embedded device")
-    p.add_argument("--hidden", type=_sizes, default=d["hidden"], help="hidden layer widths, e.g. 256,256")
+    p.add_argument("--hidden", type=positive_ints, default=d["hidden"], help="hidden layer widths, e.g. 256,256")
     p.add_argument("--epochs", type=positive_int, default=d["epochs"])
     p.add_argument("--batch-size", type=positive_int, default=d["batch_size"])
     p.add_argument("--lr", type=positive_float, default=d["lr"], help="Adam step size")
-    p.add_argument("--threshold", type=_fraction, default=d["threshold"], help="goodness threshold θ (mean y²)")
+    p.add_argument("--threshold", type=fraction, default=d["threshold"], help="goodness threshold θ (mean y²)")
     p.add_argument("--sharpness", type=positive_float, default=d["sharpness"], help="α in σ(α(G − θ))")
     if protocol == "ff":
         p.add_argument("--label-scale", type=positive_float, default=1.0,
@@ -162,7 +140,7 @@ def add_forward_only_arguments(p: argparse.ArgumentParser, protocol: str) -> Non
         p.add_argument("--negatives", choices=NEGATIVES, default="random",
                        help="wrong label uniform, or drawn from the network's own goodness "
                        "(Hinton's hard negatives)")
-    p.add_argument("--eval-every", type=_non_negative_int, default=1 if protocol == "ff" else 0,
+    p.add_argument("--eval-every", type=non_negative_int, default=1 if protocol == "ff" else 0,
                    help="test every N epochs (0: only after the last)" + ("" if protocol == "ff" else
                                                                           "; each is a probe fit"))
     p.add_argument("--software", action="store_true",

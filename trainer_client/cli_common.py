@@ -31,24 +31,26 @@ DATASET_DEVICES = {"digits": ("crossbar-digits", [256]), "mnist": ("crossbar-mni
                    "rf": ("crossbar-rf", [256])}
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _bounded(kind: type, ok, what: str):
+    """An argparse type: ``kind(text)`` that must satisfy ``ok``; the message says ``what`` was expected."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+        return value
+
+    parse.__name__ = what.replace(" ", "_")  # argparse names the type in its messages
+    return parse
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
+positive_int = _bounded(int, lambda v: v >= 1, "a positive integer")
+non_negative_int = _bounded(int, lambda v: v >= 0, "a non-negative integer")
+positive_float = _bounded(float, lambda v: 0 < v < float("inf"), "a positive number")
+fraction = _bounded(float, lambda v: 0 < v < 1, "a number in (0, 1)")
 
 
 def floats(text: str) -> list[float]:
