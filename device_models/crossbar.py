@@ -622,6 +622,7 @@ class CrossbarNetwork:
             xb.g = np.array(state[f"x{k}.g"], dtype=np.float64)
             xb.target = np.array(state[f"x{k}.target"], dtype=np.float64)
             xb.refresh(self.dtype, self.config.bias_nonlinearity)
+        self._drive_cache = None  # the input drive belongs to the conductances just replaced
 
     # ------------------------------------------------------------------ description
     def describe(self) -> dict[str, Any]:

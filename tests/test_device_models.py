@@ -102,3 +102,35 @@ def test_the_full_weight_range_is_reachable_despite_the_spread():
         assert report["failures"] < 0.003 * 250 * 400
     spread = CrossbarNetwork([400, 250], IDEAL, seed=4)
     assert spread._xbars[0].g_range_s > net._xbars[0].g_range_s  # no spread: the nominal range
+
+
+@pytest.mark.parametrize("rewrite", ["W0", "b0", "restore"])
+def test_the_cached_input_drive_follows_every_change_of_the_first_crossbar(rewrite: str) -> None:
+    """Relax reuses W₀x + b₀ for a repeated x; a rewrite of W0, of b0, or a restored state must drop it."""
+    sizes, rng = [6, 5, 3], np.random.default_rng(7)
+    x = rng.uniform(0, 1, (4, 6)).astype(np.float32)
+
+    def weights(scale: float) -> dict[str, np.ndarray]:
+        return {"W0": scale * rng.uniform(-0.5, 0.5, (5, 6)), "b0": scale * rng.uniform(-0.5, 0.5, 5),
+                "W1": rng.uniform(-0.5, 0.5, (3, 5)), "b1": rng.uniform(-0.5, 0.5, 3)}
+
+    chip = CrossbarNetwork(sizes, IDEAL, seed=1)
+    first = weights(1.0)
+    chip.program(first)
+    saved = {k: v.copy() for k, v in chip.export_state().items()}
+    before, _ = chip.relax(x, steps=40)
+    second = weights(2.0)
+    changed = dict(first, **{rewrite: second[rewrite]}) if rewrite != "restore" else second
+    chip.program({k: changed[k] for k in ("W0", "b0")} if rewrite != "restore" else changed)
+    if rewrite == "restore":
+        chip.relax(x, steps=40)  # caches the drive of the second weights
+        chip.restore_state(saved)
+        changed = first
+    after, _ = chip.relax(x, steps=40)
+    fresh = CrossbarNetwork(sizes, IDEAL, seed=1)
+    fresh.program(changed)
+    expected, _ = fresh.relax(x, steps=40)
+    for a, e in zip(after, expected):
+        np.testing.assert_allclose(a, e, rtol=1e-6, atol=1e-7)
+    if rewrite != "restore":
+        assert not np.allclose(after[0], before[0])
