@@ -72,6 +72,15 @@ class Totals:
         self.instrument_time_s += float(report.get("instrument_time_s", 0.0))
         self.energy_j += float(report.get("energy_j", 0.0))
 
+    def as_dict(self) -> dict[str, float | int]:
+        """The sums under the names a report uses."""
+        return {"device_time_s": self.device_time_s, "instrument_time_s": self.instrument_time_s,
+                "energy_j": self.energy_j, "device_calls": self.device_calls}
+
+    def since(self, before: Mapping[str, float | int]) -> dict[str, float | int]:
+        """What was spent after ``before`` (an earlier :meth:`as_dict`): one epoch's costs, say."""
+        return {name: value - before[name] for name, value in self.as_dict().items()}
+
 
 class DeviceClient:
     """Client of a SpinHIL device server.

@@ -68,7 +68,7 @@ def train_layerwise(
     log(TABLE_HEADER)
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
-        before = (totals.device_time_s, totals.instrument_time_s, totals.energy_j, totals.device_calls)
+        before = totals.as_dict()
         perm = rng.permutation(n)
         sums = np.zeros((3, trainer.n_layers))
         batches = 0
@@ -93,11 +93,8 @@ def train_layerwise(
             goodness_neg=means[2].tolist(),
             test_accuracy=result.get("test_accuracy"),
             layer_accuracy=result.get("layer_accuracy"),
-            device_time_s=totals.device_time_s - before[0],
-            instrument_time_s=totals.instrument_time_s - before[1],
-            energy_j=totals.energy_j - before[2],
             wall_time_s=time.perf_counter() - t0,
-            device_calls=totals.device_calls - before[3],
+            **totals.since(before),
         )
         history.append(record)
         log(table_row(record))

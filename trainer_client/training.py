@@ -144,7 +144,7 @@ def train_ep(
         log(f"{label}{table_row(r)}")
     for epoch in range(start + 1, epochs + 1):
         t0 = time.perf_counter()
-        before = (totals.device_time_s, totals.instrument_time_s, totals.energy_j, totals.device_calls)
+        before = totals.as_dict()
         perm = rng.permutation(n)
         trainer.set_lr_factor(lr_factor(config.lr_schedule, epoch, epochs))
         correct = 0
@@ -160,11 +160,8 @@ def train_ep(
             epoch=epoch,
             train_accuracy=correct / n,
             test_accuracy=test_acc,
-            device_time_s=totals.device_time_s - before[0],
-            instrument_time_s=totals.instrument_time_s - before[1],
-            energy_j=totals.energy_j - before[2],
             wall_time_s=time.perf_counter() - t0,
-            device_calls=totals.device_calls - before[3],
+            **totals.since(before),
         )
         history.append(record)
         log(f"{label}{table_row(record)}")
