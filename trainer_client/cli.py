@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from trainer_client import ep_command, sweep
+from trainer_client import characterize, ep_command, sweep
 from trainer_client.cli_common import (
     floats,
     fraction,
@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_parser(sub)
 
     add_forward_only_commands(sub)
+    characterize.add_parser(sub)
 
     devices = sub.add_parser("devices", help="list the lab's devices")
     devices.add_argument("--url", default="http://127.0.0.1:8000")
@@ -224,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
             sweep.run_sweep(args)
         elif args.command in ("ff", "scff"):
             run_protocol(args, args.command, parse_overrides(args.overrides))
+        elif args.command == "characterize":
+            characterize.run(args)
         elif args.command == "devices":
             with DeviceClient(args.url, api_key=args.api_key) as client:
                 for d in client.devices():
