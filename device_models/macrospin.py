@@ -123,21 +123,38 @@ def heun_step(m: np.ndarray, ds: float, rng: np.random.Generator, *, alpha: floa
     return out
 
 
+@dataclass
+class MacrospinRun:
+    """Outcome of :func:`simulate`: final state, ``m_z`` record, and switches counted at every step."""
+
+    m: np.ndarray  # (3, n) final magnetisation
+    mz: np.ndarray  # (steps // record_every, n) m_z every record_every steps
+    switches: np.ndarray  # (n,) switches with hysteresis at ±threshold, checked at every step
+
+
 def simulate(m0: np.ndarray, steps: int, ds: float, rng: np.random.Generator, *, alpha: float, delta: float,
              h_app: np.ndarray | None = None, a: float = 0.0, p: np.ndarray | None = None,
-             record_every: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Run ``steps`` Heun steps from ``m0`` (3, n); return ``(m_final, m_z every record_every steps)``.
+             record_every: int = 1, threshold: float = 0.5) -> MacrospinRun:
+    """Run ``steps`` Heun steps from ``m0`` (3, n).
 
-    The record has shape ``(steps // record_every, n)``: only ``m_z`` (what a TMR read measures,
-    and all that switching statistics need), so that long runs of many junctions stay small.
+    Records only ``m_z`` (what a TMR read measures) every ``record_every`` steps, so that long
+    runs of many junctions stay small, and counts switches at *every* step: a switch is ``m_z``
+    reaching the other side's ``±threshold`` (hysteresis; the side at the start is the sign of
+    ``m_z``). Counting on a sparser record would miss excursions and lengthen dwell times.
     """
     m = np.array(m0, dtype=np.float64)
     rec = np.empty((steps // record_every, m.shape[1]))
+    side = np.where(m[2] >= 0, 1, -1)
+    switches = np.zeros(m.shape[1], dtype=np.int64)
     for k in range(steps):
         m = heun_step(m, ds, rng, alpha=alpha, delta=delta, h_app=h_app, a=a, p=p)
+        flip = (m[2] * side) <= -threshold
+        if flip.any():
+            switches += flip
+            side[flip] *= -1
         if (k + 1) % record_every == 0:
             rec[(k + 1) // record_every - 1] = m[2]
-    return m, rec
+    return MacrospinRun(m, rec, switches)
 
 
 def equilibrium_sample(n: int, delta: float, rng: np.random.Generator) -> np.ndarray:
@@ -182,18 +199,3 @@ def dwell_time_exact_s(params: MacrospinParams, threshold: float = 0.5) -> float
     value, _ = _quad.quad(lambda y: np.exp(-d * y * y) / (k * (1 - y * y)) * inner(y), -threshold, threshold,
                           limit=200)
     return float(value) * params.time_unit_s
-
-
-def count_switches(mz: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """Switches of each junction in a record ``(time, n)`` of ``m_z``, with hysteresis at ``±threshold``.
-
-    A switch is counted when ``m_z`` reaches the other side's threshold; crossings of zero that
-    fall back do not count. The side at the start is the sign of the first sample.
-    """
-    side = np.where(mz[0] >= 0, 1, -1)
-    count = np.zeros(mz.shape[1], dtype=np.int64)
-    for row in mz[1:]:
-        flip = ((side > 0) & (row <= -threshold)) | ((side < 0) & (row >= threshold))
-        count += flip
-        side = np.where(flip, -side, side)
-    return count

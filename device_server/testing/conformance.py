@@ -502,6 +502,16 @@ class _Session:
                 self.report.fail("limits", f"forward of layer {n_layers} (beyond the topology) answered "
                                  f"{r.status_code}, expected a 4xx naming 'layers'")
             self._after_refusal(r, "POST", "forward", body, "after a forward refused for a layer the device does not have")
+        if "drive" in self.caps:  # refused by the driver itself: what only it knows (inputs, sequence length)
+            wrong = self.drive_body(2, 10)
+            wrong["u"] = np.zeros((2, 10, int(self.topology["inputs"]) + 1), np.float32)
+            late = self.drive_body(2, 10, start=10)
+            for body, field in ((wrong, "u"), (late, "record.start")):
+                r = self.call("kit-a", "POST", "drive", body)
+                if not 400 <= r.status_code < 500 or _json(r).get("field") != field:
+                    self.report.fail("limits", f"drive with a bad {field} answered {r.status_code}, expected a 4xx "
+                                     f"naming {field!r}")
+                self._after_refusal(r, "POST", "drive", body, f"after a drive refused by the driver ({field})")
         rejecting = [n for n in self.topology.get("weights") or [] if self.limits[n].get("policy", "reject") == "reject"]
         if "program" in self.caps and rejecting:  # a refused write with one bad array among good ones writes nothing
             body = {"weights": self.weights()}
