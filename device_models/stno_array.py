@@ -139,20 +139,27 @@ class StnoArray:
             z += b
             return z
 
-        rec = stno_sde.Recording(idx, every, start)
+        rec = stno_sde.Recording(idx, every, start, amplitude=bool({"amplitude", "phase", "spectrum"} & set(quantities)))
         c0 = stno_sde.thermal_floor(self.osc, batch, self._rng, c.dtype)
         w_rec = self.weights["W_rec"] if np.any(self.weights["W_rec"]) else None
         run = stno_sde.integrate(self.osc, zeta_ext, steps, c0, dt_s, self._rng, zeta_max=c.zeta_max,
                                  w_rec=w_rec, record=rec)
         t_s = (run.sample_steps + 1) * dt_s
         out: dict[str, np.ndarray] = {"time_s": t_s.astype(c.dtype)}
-        p = stno_sde.power(run.samples)
-        i2 = (run.zeta_samples * c.i_th_a) ** 2  # the current through each recorded oscillator, squared
+        p = stno_sde.power(run.samples) if rec.amplitude else run.samples
+        i2 = run.zeta_samples  # the current through each recorded oscillator, squared (in place: memory)
+        i2 *= c.i_th_a
+        i2 *= i2
         if "power" in quantities:
-            measured = c.power_coupling * c.r_ohm * p * i2
+            measured = p * i2
+            measured *= c.power_coupling * c.r_ohm
             if c.read_std:
-                measured *= 1.0 + c.read_std * self._rng.standard_normal(measured.shape).astype(measured.dtype)
-            out["power"] = measured.astype(c.dtype)
+                noise = self._rng.standard_normal(measured.shape, dtype=measured.dtype)
+                noise *= c.read_std
+                noise += 1.0
+                measured *= noise
+                del noise
+            out["power"] = measured.astype(c.dtype, copy=False)
         if {"amplitude", "phase", "spectrum"} & set(quantities):
             # demodulate at the nominal f0: each oscillator's frame rotates at its own ω₀
             detune = (self.osc.omega0[idx] - 2 * np.pi * c.f0_hz)[None, :] * t_s[:, None]

@@ -35,7 +35,7 @@ import numpy as np
 from device_models import stno
 
 #: Steps whose coefficients are computed at once (bounds memory: batch × block × oscillators).
-BLOCK_STEPS = 32
+BLOCK_STEPS = 8
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,8 @@ class Recording:
     index: np.ndarray | None = None
     every: int = 1
     start: int = 0
+    #: keep the complex amplitude (phase, spectrum); False keeps only the power |c|² (half the memory)
+    amplitude: bool = True
 
     def count(self, steps: int) -> int:
         return max(0, (steps - self.start) // self.every)
@@ -82,7 +84,7 @@ class Run:
     """Outcome of :func:`integrate`: the final state, the recorded samples, and sums for the report."""
 
     c: np.ndarray  # (batch, n) final complex amplitudes (rotating frames)
-    samples: np.ndarray  # (batch, n_samples, n_rec) complex amplitudes c̃
+    samples: np.ndarray  # (batch, n_samples, n_rec) complex amplitudes c̃ (or powers |c̃|², see Recording)
     zeta_samples: np.ndarray  # (batch, n_samples, n_rec) nominal drive I/I_th at the samples
     sample_steps: np.ndarray  # (n_samples,) step index after which each sample was taken
     sum_zeta2: float = 0.0  # Σ over steps, sequences, oscillators of (I/I_th)²: Joule energy
@@ -131,7 +133,7 @@ def integrate(
     batch, n = c0.shape
     idx = np.arange(n) if record.index is None else np.asarray(record.index)
     n_samples = record.count(steps)
-    samples = np.empty((batch, n_samples, idx.size), c0.dtype)
+    samples = np.empty((batch, n_samples, idx.size), c0.dtype if record.amplitude else real)
     zeta_samples = np.empty((batch, n_samples, idx.size), real)
     sample_steps = record.start + record.every * np.arange(1, n_samples + 1) - 1
     c = c0
@@ -201,7 +203,7 @@ def integrate(
             noise *= s
             c += noise
             if t0 + j == next_sample:
-                samples[:, k_sample] = c[:, idx]
+                samples[:, k_sample] = c[:, idx] if record.amplitude else p[:, idx]
                 zeta_samples[:, k_sample] = z_now[:, idx]
                 k_sample += 1
                 next_sample = sample_steps[k_sample] if k_sample < n_samples else -1
