@@ -9,7 +9,7 @@ In the OpenAPI document every array is ``ArrayJSON`` (nested lists) in JSON bodi
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
@@ -106,6 +106,27 @@ class UpdateRequest(_Body):
     return_achieved: bool = Field(True, description="answer the achieved weights (false: report only)")
 
 
+class DriveRecord(_Body):
+    """What ``drive`` records: which oscillators, how often, from when, which quantities."""
+
+    oscillators: list[int] | None = Field(None, max_length=4096,
+                                          description="indices of the oscillators to record (all when omitted)")
+    every: int = Field(1, ge=1, le=2**31, description="steps between two samples")
+    start: int = Field(0, ge=0, le=2**31, description="first step recorded (skip a transient)")
+    quantities: list[Literal["power", "amplitude", "phase", "spectrum"]] = Field(
+        ["power"], min_length=1, max_length=4,
+        description="power [W], amplitude |c|, phase [rad] (against the nominal f0), spectrum [W/Hz] with frequency_hz")
+
+
+class DriveRequest(_Body):
+    """Apply input sequences to an oscillator array and record output traces."""
+
+    u: Array = Field(description="input currents (batch, steps, inputs), in units of the threshold current I_th")
+    dt: float = Field(description="[s] duration of one step (one input sample)")
+    record: DriveRecord = Field(default_factory=DriveRecord, description="what to record (default: every "
+                                "oscillator's power at every step)")
+
+
 class LeaseRequest(_Body):
     holder: str = Field("anonymous", max_length=200,
                         description="who holds the lease (shown to others); the key's name when omitted")
@@ -159,6 +180,11 @@ class ForwardResponse(BaseModel):
 
 class RelaxResponse(BaseModel):
     states: list[Array]
+    report: Report
+
+
+class DriveResponse(BaseModel):
+    traces: dict[str, Array]
     report: Report
 
 

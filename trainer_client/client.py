@@ -48,7 +48,7 @@ from trainer_client.errors import (
 
 #: Answer fields that hold a list of arrays, or a map of named arrays.
 ARRAY_LISTS = frozenset({"outputs", "states"})
-ARRAY_MAPS = frozenset({"achieved", "weights"})
+ARRAY_MAPS = frozenset({"achieved", "weights", "traces"})
 
 #: httpx errors after which the request surely did not reach the server: always safe to resend.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -320,6 +320,16 @@ class DeviceClient:
     def read_weights(self, device_id: str, token: str, fencing: int | None = None) -> dict[str, Any]:
         return self._operation("GET", device_id, "weights", token, None, fencing)
 
+    def drive(self, device_id: str, token: str, u: np.ndarray, dt: float, oscillators: Sequence[int] | None = None,
+              every: int = 1, start: int = 0, quantities: Sequence[str] = ("power",),
+              fencing: int | None = None) -> dict[str, Any]:
+        """Apply input sequences ``u`` (batch, steps, inputs) [I_th] with step ``dt`` [s]; ``{traces, report}``."""
+        record: dict[str, Any] = {"every": int(every), "start": int(start), "quantities": list(quantities)}
+        if oscillators is not None:
+            record["oscillators"] = [int(k) for k in oscillators]
+        body = {"u": np.asarray(u), "dt": float(dt), "record": record}
+        return self._operation("POST", device_id, "drive", token, body, fencing)
+
 
 class Lease:
     """A held lease: its token, a background keepalive, and the device operations bound to it."""
@@ -395,3 +405,8 @@ class Lease:
 
     def read_weights(self) -> dict[str, Any]:
         return self.client.read_weights(self.device_id, self._token(), self.fencing)
+
+    def drive(self, u: np.ndarray, dt: float, oscillators: Sequence[int] | None = None, every: int = 1,
+              start: int = 0, quantities: Sequence[str] = ("power",)) -> dict[str, Any]:
+        return self.client.drive(self.device_id, self._token(), u, dt, oscillators, every, start, quantities,
+                                 self.fencing)

@@ -80,7 +80,8 @@ class OpResult:
 
 
 #: The Driver methods that implement the operations of the contract (and keep non-volatile state).
-OPERATION_METHODS = ("forward", "relax", "program", "update", "read_weights", "export_state", "restore_state")
+OPERATION_METHODS = ("forward", "relax", "program", "update", "read_weights", "export_state", "restore_state",
+                     "drive")
 
 
 class Driver(ABC):
@@ -158,6 +159,15 @@ class Driver(ABC):
         raise NotImplementedError
 
     def program(self, targets: Mapping[str, np.ndarray]) -> OpResult:
+        raise NotImplementedError
+
+    def drive(self, u: np.ndarray, dt: float, oscillators: Sequence[int] | None, every: int, start: int,
+              quantities: Sequence[str]) -> OpResult:
+        """Apply input sequences ``u`` (batch, steps, inputs) with step ``dt`` [s]; record the traces asked for.
+
+        ``oscillators`` (None: all), every ``every`` steps from step ``start``, the named
+        ``quantities``; answers ``{"traces": {quantity: array, "time_s": …}}`` and a report.
+        """
         raise NotImplementedError
 
     def update(self, deltas: Mapping[str, np.ndarray]) -> OpResult:

@@ -15,6 +15,9 @@ Operation inputs, by contract::
     program       one limit per weight array name (its values)
     update        one limit per weight array name, with ``step`` (the largest |delta|)
     read_weights  —
+    drive         u, dt, steps, batch, every, start, oscillators
+                                                 (u: (batch, steps, inputs); every, start,
+                                                 oscillators: what to record)
 
 ``batch`` is the number of rows of ``x`` one call may carry. Every operation's report holds
 :data:`REPORT_FIELDS` (seconds and joules, finite, not negative); the server adds the rest of
@@ -37,6 +40,7 @@ OPERATION_INPUTS: dict[str, tuple[str, ...]] = {
     "program": (),  # + one limit per weight array (topology.weights)
     "update": (),  # + one limit per weight array, with a step
     "read_weights": (),
+    "drive": ("u", "dt", "steps", "batch", "every", "start", "oscillators"),
 }
 #: Operations that address the weight arrays named in ``topology.weights``.
 WEIGHT_OPERATIONS = frozenset({"program", "update", "read_weights"})

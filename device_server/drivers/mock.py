@@ -133,6 +133,11 @@ class RecordingDriver(Driver):
     def read_weights(self) -> OpResult:
         return self._call("read_weights", {}, self.inner.read_weights)
 
+    def drive(self, u: np.ndarray, dt: float, oscillators: Sequence[int] | None, every: int, start: int,
+              quantities: Sequence[str]) -> OpResult:
+        args = {"u": u, "dt": dt, "oscillators": oscillators, "every": every, "start": start, "quantities": quantities}
+        return self._call("drive", args, lambda: self.inner.drive(u, dt, oscillators, every, start, quantities))
+
     # non-volatile state: the wrapped device's, so a mock survives a restart like what it wraps
     def export_state(self) -> dict[str, np.ndarray]:
         return self.inner.export_state()

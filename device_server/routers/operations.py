@@ -1,4 +1,4 @@
-"""Device operations: forward, relax, program, update, read_weights — one request per phase.
+"""Device operations: forward, relax, program, update, read_weights, drive — one request per phase.
 
 Each route declares what it needs and hands the rest to :func:`run_operation`, the one place
 that checks the lease, decodes and validates the body, enforces the declared limits, serialises
@@ -27,6 +27,8 @@ from device_server.drivers.declaration import report_problems
 from device_server.errors import CapabilityMissing, InvalidInput, LeaseRequired, NotFound
 from device_server.openapi import body_doc, problem_responses, response_doc
 from device_server.schemas import (
+    DriveRequest,
+    DriveResponse,
     ForwardRequest,
     ForwardResponse,
     ProgramRequest,
@@ -259,3 +261,22 @@ async def read_weights(device_id: str, request: Request, ctx: Ctx, who: Operator
         return lambda d: d.read_weights()
 
     return await run_operation(request, ctx, device_id, "read_weights", token, prepare, None, idempotency_key, fencing)
+
+
+@router.post("/{device_id}/drive", **_op_doc("Apply input sequences and record output traces", DriveRequest, DriveResponse))
+async def drive(device_id: str, request: Request, ctx: Ctx, who: Operator, token: LeaseToken = None,
+                fencing: Fencing = None, idempotency_key: IdempotencyKey = None) -> Response:
+    def prepare(p: DriveRequest, decl: dict, clipped: dict) -> Call:
+        limits, rec = decl["limits"], p.record
+        u = enforce(limits, "u", p.u, clipped=clipped)
+        if u.ndim != 3:
+            raise InvalidInput(f"u: expected an array (batch, steps, inputs), got {u.ndim} dimension(s)", field="u")
+        enforce(limits, "batch", u.shape[0], field="u")
+        enforce(limits, "steps", u.shape[1], field="u")
+        dt = enforce(limits, "dt", p.dt)
+        every = enforce(limits, "every", rec.every, field="record.every")
+        start = enforce(limits, "start", rec.start, field="record.start")
+        oscillators = enforce(limits, "oscillators", rec.oscillators, field="record.oscillators")
+        return lambda d: d.drive(u, dt, oscillators, every, start, rec.quantities)
+
+    return await run_operation(request, ctx, device_id, "drive", token, prepare, DriveRequest, idempotency_key, fencing)

@@ -60,9 +60,11 @@ PROBE_MARGIN = 0.5
 #: Tolerance on a measured spread against a declared one (the kit's samples are a few hundred values).
 SPREAD_TOLERANCE = 1.5
 #: Operations that measure: they always take device time and energy.
-MEASUREMENTS = frozenset({"forward", "relax", "read_weights"})
+MEASUREMENTS = frozenset({"forward", "relax", "read_weights", "drive"})
 #: Largest batch the kit sends to probe a batch limit (a larger declared limit is not probed).
 MAX_PROBE_BATCH = 20_000
+#: Largest input (values) the kit sends to probe a drive's batch or steps limit (32 MB of float32).
+MAX_PROBE_VALUES = 8_000_000
 
 
 class _Stop(Exception):
@@ -199,7 +201,7 @@ class _Session:
     def call(self, device: str, method: str, op: str, body: dict | None = None,
              key: str | None = None) -> httpx.Response:
         path = {"forward": "forward", "relax": "relax", "program": "weights", "update": "weights:update",
-                "read_weights": "weights"}[op]
+                "read_weights": "weights", "drive": "drive"}[op]
         headers = {"X-Lease-Token": self.tokens.get(device, ""), "Accept": codec.MSGPACK}
         content = None
         if body is not None:
@@ -264,6 +266,14 @@ class _Session:
             body["target"] = self.rng.uniform(0.2, 0.8, (batch, sizes[-1])).astype(np.float32)
         return body
 
+    def drive_body(self, batch: int = 3, steps: int = 20, **record: Any) -> dict[str, Any]:
+        """Input sequences within the declared limits (positive currents: the chip does work)."""
+        lim = self.limits["u"]
+        hi = 0.5 * (lim["max"] if lim.get("max") is not None else 1.0)
+        lo = max(0.0, lim["min"]) if lim.get("min") is not None else 0.0
+        u = self.rng.uniform(lo, max(hi, lo), (batch, steps, int(self.topology["inputs"]))).astype(np.float32)
+        return {"u": u, "dt": 0.5 * float(self.limits["dt"]["max"]), "record": record}
+
     # ------------------------------------------------------------------ run
     def run(self) -> None:
         for device in ("kit-a", "kit-b"):
@@ -271,7 +281,8 @@ class _Session:
             r.raise_for_status()
             self.tokens[device] = r.json()["token"]
         for check in (self.check_capabilities, self.check_program, self.check_forward, self.check_relax,
-                      self.check_growth, self.check_idempotent, self.check_update, self.check_limits):
+                      self.check_drive, self.check_growth, self.check_idempotent, self.check_update,
+                      self.check_limits):
             try:
                 check()
             except _Stop:
@@ -309,6 +320,8 @@ class _Session:
                 continue
             body = {"x": np.zeros((1, 1), np.float32)} if op in ("forward", "relax") else (
                 {"weights": {}} if op == "program" else ({"deltas": {}} if op == "update" else None))
+            if op == "drive":
+                body = {"u": np.zeros((1, 1, 1), np.float32), "dt": 1e-9}
             method = {"program": "PUT", "read_weights": "GET"}.get(op, "POST")
             r = self.call("kit-a", method, op, body)
             if r.status_code < 400 or r.status_code >= 500 or op not in r.text:
@@ -384,6 +397,23 @@ class _Session:
             a = self.both("determinism", "POST", "relax", self.relax_body(beta=beta))
             self._check_shapes(f"relax(beta={beta}).states", a["states"], [(4, n) for n in sizes[1:]])
 
+    def check_drive(self) -> None:
+        """Traces of the declared shapes, for everything and for a chosen subset, identical on both twins."""
+        if "drive" not in self.caps:
+            return
+        n = int(self.topology["oscillators"])
+        a = self.both("determinism", "POST", "drive", self.drive_body(3, 20))["traces"]
+        self._check_shapes("drive.traces[power]", [a.get("power", np.empty(0)), a.get("time_s", np.empty(0))],
+                           [(3, 20, n), (20,)])
+        chosen = sorted({0, n - 1})
+        body = self.drive_body(2, 24, oscillators=chosen, every=4, start=8,
+                               quantities=["power", "amplitude", "phase", "spectrum"])
+        a = self.both("determinism", "POST", "drive", body)["traces"]
+        k = len(chosen)
+        names = ["power", "amplitude", "phase", "spectrum", "frequency_hz", "time_s"]
+        self._check_shapes("drive.traces[record]", [a.get(q, np.empty(0)) for q in names],
+                           [(2, 4, k), (2, 4, k), (2, 4, k), (2, k, 4), (4,), (4,)])
+
     def check_growth(self) -> None:
         """Time and energy grow with work: a batch twice as large, a relax twice as long."""
         sizes = self.topology.get("sizes")
@@ -392,6 +422,8 @@ class _Session:
             cases.append(("forward", lambda k: {"x": self.x(4 * k, sizes[0])}))
         if "relax" in self.caps:
             cases.append(("relax", lambda k: self.relax_body(batch=4, steps=5 * k)))
+        if "drive" in self.caps:
+            cases.append(("drive", lambda k: self.drive_body(batch=2, steps=10 * k)))
         for op, body in cases:
             small, large = (self.both("determinism", "POST", op, body(k))["report"] for k in (1, 2))
             for f in ("device_time_s", "energy_j"):
@@ -470,6 +502,16 @@ class _Session:
                 self.report.fail("limits", f"forward of layer {n_layers} (beyond the topology) answered "
                                  f"{r.status_code}, expected a 4xx naming 'layers'")
             self._after_refusal(r, "POST", "forward", body, "after a forward refused for a layer the device does not have")
+        if "drive" in self.caps:  # refused by the driver itself: what only it knows (inputs, sequence length)
+            wrong = self.drive_body(2, 10)
+            wrong["u"] = np.zeros((2, 10, int(self.topology["inputs"]) + 1), np.float32)
+            late = self.drive_body(2, 10, start=10)
+            for body, field in ((wrong, "u"), (late, "record.start")):
+                r = self.call("kit-a", "POST", "drive", body)
+                if not 400 <= r.status_code < 500 or _json(r).get("field") != field:
+                    self.report.fail("limits", f"drive with a bad {field} answered {r.status_code}, expected a 4xx "
+                                     f"naming {field!r}")
+                self._after_refusal(r, "POST", "drive", body, f"after a drive refused by the driver ({field})")
         rejecting = [n for n in self.topology.get("weights") or [] if self.limits[n].get("policy", "reject") == "reject"]
         if "program" in self.caps and rejecting:  # a refused write with one bad array among good ones writes nothing
             body = {"weights": self.weights()}
@@ -496,6 +538,8 @@ class _Session:
             probes.append(("GET", "read_weights", None))
         if "forward" in self.caps:
             probes.append(("POST", "forward", {"x": self.x(3, self.topology["sizes"][0])}))
+        if "drive" in self.caps:  # draws thermal and read noise: shows a noise stream moved by a refusal
+            probes.append(("POST", "drive", self.drive_body(2, 10)))
         for method, op, body in probes:
             a = self.ok("state-untouched", "kit-a", method, op, body)
             b = self.ok("state-untouched", "kit-b", method, op, body)
@@ -535,6 +579,8 @@ class _Session:
                 else:
                     body[name], field = float(value), name
                 out.append((op, field, name, "POST", body))
+        if "drive" in self.caps:
+            out += self._drive_probes()
         for name in self.topology.get("weights") or []:
             shape = tuple(self.topology["shapes"][name])
             if "program" in self.caps:
@@ -547,9 +593,40 @@ class _Session:
         return out
 
 
+    def _drive_probes(self) -> list[tuple[str, str, str, str, dict]]:
+        """A drive beyond each of its declared limits (the recording ones named ``record.<name>``)."""
+        out: list[tuple[str, str, str, str, dict]] = []
+        for name in OPERATION_INPUTS["drive"]:
+            lim = self.limits[name]
+            body = self.drive_body(2, 10)
+            if name in ("batch", "steps"):
+                size = int(lim["max"]) + 1 if lim.get("max") is not None else None
+                if size is None or size * int(self.topology["inputs"]) * (2 if name == "steps" else 10) > MAX_PROBE_VALUES:
+                    self.report.notes.append(f"drive: {name} limit {lim.get('max')} too large to probe")
+                    continue
+                shape = (size, 10) if name == "batch" else (2, size)
+                body["u"] = np.zeros((*shape, int(self.topology["inputs"])), np.float32)
+                out.append(("drive", "u", name, "POST", body))
+                continue
+            value = _beyond(lim)
+            if name == "u":
+                body["u"] = np.full_like(body["u"], value)
+                field = "u"
+            elif name == "dt":
+                body["dt"], field = float(value), "dt"
+            elif name == "oscillators":
+                body["record"] = {"oscillators": [int(math.ceil(value))]}
+                field = "record.oscillators"
+            else:
+                body["record"] = {name: int(math.ceil(value))}
+                field = f"record.{name}"
+            out.append(("drive", field, name, "POST", body))
+        return out
+
+
 def _rule_of(check: Callable[[], None]) -> str:
     return {"check_capabilities": "capabilities", "check_program": "read-after-program", "check_forward": "shapes",
-            "check_relax": "shapes", "check_growth": "provenance", "check_idempotent": "idempotent-writes",
+            "check_relax": "shapes", "check_drive": "shapes", "check_growth": "provenance", "check_idempotent": "idempotent-writes",
             "check_update": "idempotent-writes", "check_limits": "limits"}.get(check.__name__, "determinism")
 
 

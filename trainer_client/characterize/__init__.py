@@ -90,3 +90,4 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     (out_dir / "characterization.json").write_text(json.dumps(summary, indent=2))
     print(f"wrote {out_dir / 'characterization.json'}")
     return summary
+from trainer_client.characterize import stno as _stno  # noqa: E402,F401  (registers stno-array)
