@@ -106,6 +106,13 @@ class UpdateRequest(_Body):
     return_achieved: bool = Field(True, description="answer the achieved weights (false: report only)")
 
 
+class ProbeRequest(_Body):
+    """A measurement of one of the chip's test structures (``GET /v1/devices/{id}`` → ``structures``)."""
+
+    structure: str = Field(max_length=64, description="test structure to measure (e.g. 'junction', 'resonator')")
+    inputs: dict[str, Array] = Field(max_length=32, description="the structure's inputs by name, in their units")
+
+
 class LeaseRequest(_Body):
     holder: str = Field("anonymous", max_length=200,
                         description="who holds the lease (shown to others); the key's name when omitted")
@@ -164,6 +171,11 @@ class RelaxResponse(BaseModel):
 
 class WriteResponse(BaseModel):
     achieved: dict[str, Array]
+    report: Report
+
+
+class ProbeResponse(BaseModel):
+    outputs: dict[str, Array]
     report: Report
 
 

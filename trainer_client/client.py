@@ -320,6 +320,11 @@ class DeviceClient:
     def read_weights(self, device_id: str, token: str, fencing: int | None = None) -> dict[str, Any]:
         return self._operation("GET", device_id, "weights", token, None, fencing)
 
+    def probe(self, device_id: str, token: str, structure: str, inputs: Mapping[str, np.ndarray],
+              fencing: int | None = None) -> dict[str, Any]:
+        body = {"structure": structure, "inputs": {k: np.asarray(v) for k, v in inputs.items()}}
+        return self._operation("POST", device_id, "probe", token, body, fencing)
+
 
 class Lease:
     """A held lease: its token, a background keepalive, and the device operations bound to it."""
@@ -395,3 +400,7 @@ class Lease:
 
     def read_weights(self) -> dict[str, Any]:
         return self.client.read_weights(self.device_id, self._token(), self.fencing)
+
+    def probe(self, structure: str, **inputs: np.ndarray) -> dict[str, Any]:
+        """Measure the test structure ``structure`` with its named inputs (``describe()["structures"]``)."""
+        return self.client.probe(self.device_id, self._token(), structure, inputs, self.fencing)

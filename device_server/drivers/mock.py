@@ -133,6 +133,10 @@ class RecordingDriver(Driver):
     def read_weights(self) -> OpResult:
         return self._call("read_weights", {}, self.inner.read_weights)
 
+    def probe(self, structure: str, inputs: Mapping[str, np.ndarray]) -> OpResult:
+        return self._call("probe", {"structure": structure, "inputs": dict(inputs)},
+                          lambda: self.inner.probe(structure, inputs))
+
     # non-volatile state: the wrapped device's, so a mock survives a restart like what it wraps
     def export_state(self) -> dict[str, np.ndarray]:
         return self.inner.export_state()
