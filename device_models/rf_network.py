@@ -57,7 +57,7 @@ class RFConfig:
     f_in_max_hz: float = _f(5.0e9, "Hz", "highest input frequency (input n_0 − 1)", 1e8, 1e11)
     f_neuron_min_hz: float = _f(6.0e9, "Hz", "free-running frequency f0 of the first neuron of a layer", 1e8, 1e11)
     f_neuron_max_hz: float = _f(9.0e9, "Hz", "free-running frequency f0 of the last neuron of a layer", 1e8, 1e11)
-    n_shift_hz: float = _f(-0.2e9, "Hz", "nonlinear frequency shift N/2π of the STNO neurons (f = f0 + N p)",
+    n_shift_hz: float = _f(-0.02e9, "Hz", "nonlinear frequency shift N/2π of the STNO neurons (f = f0 + N p)",
                            -1e10, 1e10)
     f_prog_std: float = _f(1e-4, "1", "programming error of a resonance frequency, relative, per write", 0.0, 0.1)
     alpha_dtod: float = _f(0.05, "1", "device-to-device spread of α (relative std, drawn once)", 0.0, 0.5)
