@@ -29,8 +29,8 @@ Programming is write-and-verify of binary MTJs: a cell of ``levels`` states is `
 junctions in parallel; the lower cell of the pair sits at its floor (reset state), the other is
 set to ``floor + |w|·G_unit``. Each junction that must change state gets pulses until its verify
 read confirms it or the attempt limit is spent; the attempts are geometric with the switching
-probability ``P_sw = 1 − exp(−t_p/τ)``, ``τ = τ₀ exp[Δ(1 − I/I_c0)]`` of the cell's own junction
-current (:mod:`device_models.mtj`). The switched cell lands with the cycle-to-cycle error
+probability ``P_sw = 1 − exp(−t_p/τ)``, ``τ = τ₀ exp[Δ(1 − I/I_c0)]`` of the write current
+(current-controlled pulses; :mod:`device_models.mtj`). The switched cell lands with the cycle-to-cycle error
 ``prog_std`` × the conductance range. A target outside the cell's own range (device-to-device
 spread, stuck cells) or a junction that never switched is reported as a failure. Only pairs
 whose grid target changed are rewritten.
@@ -161,13 +161,13 @@ class _WriteOutcome:
     pulses: int  # write pulses (each with its verify read)
     switches: int  # junction switches asked for
     junction_failures: int  # junctions that did not switch within the attempt limit
-    attempts_hist: np.ndarray  # number of pairs by the pulses they took
+    most_attempts: int  # pulses of the pair that took the most
     e_write_j: float
     e_verify_j: float
 
     @staticmethod
     def nothing() -> "_WriteOutcome":
-        return _WriteOutcome(np.zeros(0, np.int64), 0, 0, 0, np.zeros(0, np.int64), 0.0, 0.0)
+        return _WriteOutcome(np.zeros(0, np.int64), 0, 0, 0, 0, 0.0, 0.0)
 
 
 class CrossbarNetwork:
@@ -535,7 +535,7 @@ class CrossbarNetwork:
         c = self.config
         written = failures = pulses = switches = junction_failures = 0
         e_write = e_verify = 0.0
-        attempts_hist = np.zeros(0, dtype=np.int64)
+        most_attempts = 0
         failed: dict[str, np.ndarray] = {}
         for k, full in new_targets.items():
             xb = self._xbars[k]
@@ -552,9 +552,7 @@ class CrossbarNetwork:
             junction_failures += w.junction_failures
             e_write += w.e_write_j
             e_verify += w.e_verify_j
-            if w.attempts_hist.size > attempts_hist.size:
-                attempts_hist = np.pad(attempts_hist, (0, w.attempts_hist.size - attempts_hist.size))
-            attempts_hist[: w.attempts_hist.size] += w.attempts_hist
+            most_attempts = max(most_attempts, w.most_attempts)
             rows, cols = np.unravel_index(w.failed, full.shape)
             weight_part = cols < xb.n_in
             failed[f"W{k}"] = np.ravel_multi_index((rows[weight_part], cols[weight_part]), (xb.n_out, xb.n_in))
@@ -570,7 +568,7 @@ class CrossbarNetwork:
             pulses=int(pulses),
             junction_switches=int(switches),
             junction_failures=int(junction_failures),
-            attempts_per_pair=[int(n) for n in attempts_hist],
+            pulses_per_pair_max=int(most_attempts),
             failures=int(failures),
             failed={name: failed[name].astype(np.int64) for name in names},
         )
@@ -599,7 +597,8 @@ class CrossbarNetwork:
         The pair's target conductances are those of the grid (the lower cell at its floor, the
         other ``|w|·G_unit`` above it). Each cell's junctions that must change state are switched by
         current-controlled pulses of ``t_pulse_s`` (the current the nominal junction draws at
-        ``v_write_v``), each verified, with ``P_sw`` from that current (:func:`mtj.write_verify_attempts`); a junction that does not switch within
+        ``v_write_v``), each verified, with ``P_sw`` from that current
+        (:func:`mtj.write_verify_attempts`); a junction that does not switch within
         ``write_attempts_max`` pulses leaves its cell one junction off and the pair failed, and so
         does a target beyond the cell's reach (spread, stuck cells). The switched junctions land with
         the cycle-to-cycle conductance error ``prog_std`` of the range on the active cell.
@@ -669,7 +668,7 @@ class CrossbarNetwork:
             pulses=int(pair_attempts.sum()),
             switches=int(n_switch.sum()),
             junction_failures=int(failed_j.sum()),
-            attempts_hist=np.bincount(pair_attempts),
+            most_attempts=int(pair_attempts.max()),
             e_write_j=write,
             e_verify_j=verify,
         )
