@@ -12,9 +12,12 @@ import argparse
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from trainer_client import characterize
+from trainer_client.client import DeviceClient
+from trainer_client.errors import ProblemError
 from trainer_client.local_server import LocalServer
 
 LAB = """
@@ -82,3 +85,24 @@ def test_rf_characterisation_finds_the_resonance_its_width_and_the_chain_parity(
         upper = c["f_max_hz"] > f_r  # maximum above f_r for even positions, below for odd
         assert upper == (c["position"] % 2 == 0)
     assert summary["power_ratio"] == pytest.approx(2.0, rel=0.03)
+
+
+def test_bad_probes_are_refused_naming_the_field(url: str):
+    with DeviceClient(url, retries=0) as client, client.lease("xbar") as lease:
+        cases = [
+            (dict(structure="nope", v_v=np.zeros((1, 1)), t_s=np.ones((1, 1))), 404, "structure"),
+            (dict(structure="junction", v_v=np.zeros((1, 1))), 422, "inputs.t_s"),
+            (dict(structure="junction", v_v=np.full((1, 2), 1.5), t_s=np.full((1, 2), 1e-9)), 422, "inputs.v_v"),
+            (dict(structure="junction", v_v=np.zeros((1, 2)), t_s=np.full((1, 2), 1e-9), extra=np.ones(1)), 422,
+             "inputs.extra"),
+            (dict(structure="junction", v_v=np.zeros((1, 2)), t_s=np.full((1, 3), 1e-9)), 422, "inputs.t_s"),
+        ]
+        for kwargs, status, field in cases:
+            structure = kwargs.pop("structure")
+            try:
+                lease.probe(structure, **kwargs)
+            except ProblemError as exc:
+                assert exc.status == status, (structure, kwargs, exc)
+                assert exc.field == field, (structure, kwargs, exc)
+            else:
+                raise AssertionError(f"probe {structure} {list(kwargs)} was accepted")
