@@ -11,11 +11,12 @@ import sys
 import time
 
 from benchmarks import common  # noqa: F401  (one BLAS thread, before NumPy loads)
-from benchmarks import demo, ep_epoch, ep_mnist, ep_step, forward_only_mnist, nonideality_sweep  # noqa: E402
-from benchmarks import macrospin, stno_array  # noqa: E402
+from benchmarks import (crossbar_physics, demo, ep_epoch, ep_mnist, ep_step, forward_only_mnist,  # noqa: E402
+                        macrospin, nonideality_sweep, stno_array)
 
 BENCHMARKS = {"ep_step_mnist": ep_step.main, "ep_epoch_mnist": ep_epoch.main, "ep_mnist": ep_mnist.main,
-              "demo_digits": demo.main, "stno_array": stno_array.main, "macrospin": macrospin.main}
+              "demo_digits": demo.main, "stno_array": stno_array.main, "macrospin": macrospin.main,
+              "crossbar_physics": crossbar_physics.main}
 FULL_ONLY = {"nonideality_sweep_mnist": nonideality_sweep.main,
              "forward_only_mnist": lambda: forward_only_mnist.main([])}
 

@@ -31,6 +31,12 @@ class CrossbarConfig:
     Synapse: a differential pair of multi-level MTJ cells, weight ``(G⁺ − G⁻)/G_unit``; each cell
     spans ``[G_AP(V_read), G_P]`` with ``G_AP = G_P/(1+TMR(V))``, ``TMR(V) = TMR₀/(1+V²/V_h²)``.
     ``G_unit = (G_P − G_AP)/w_max`` of the nominal cell, so a fully set cell is worth ``w_max``.
+    A cell of ``levels`` states is ``levels − 1`` binary MTJs in parallel (R_P of each junction
+    ``(levels − 1)·r_p_ohm``); level ``n`` has ``n`` of them parallel. Write-and-verify switches them
+    with current-controlled pulses (the nominal junction's current at ``v_write_v``) of ``t_pulse_s``
+    that succeed with ``P_sw = 1 − exp(−t_p/τ)``,
+    ``τ = τ0·exp[Δ(1 − I/I_c0)]`` (:mod:`device_models.mtj`); the nominal junction switches with
+    P_sw ≈ 0.85 per pulse in either direction (I/I_c0 ≈ 0.96).
     Neuron: STNO steady state ``p₀(ζ) = (ζ−1)/(ζ+Q)`` normalised to ``[0, 1]`` (DESIGN.md §4).
     """
 
@@ -59,9 +65,16 @@ class CrossbarConfig:
                            "(κ = 1 − exp(−t/τ_relax); 1: t_neuron_s spans several relaxation times)", 1e-3, 1.0)
     t_read_s: float = _f(5e-9, "s", "integration time of one crossbar read", 1e-12, 1e-3)
     # --- programming ---------------------------------------------------------------------
-    v_write_v: float = _f(0.5, "V", "write pulse amplitude", 0.01, 1.0)
-    t_pulse_s: float = _f(10e-9, "s", "write pulse length", 1e-12, 1e-3)
-    pulses_per_write: int = _f(4, "1", "pulses (reset + program/verify) per cell written", 1, 1000)
+    v_write_v: float = _f(0.5, "V", "write pulse amplitude |V| on one junction (its sign sets the direction)", 0.01, 1.0)
+    t_pulse_s: float = _f(10e-9, "s", "write pulse length t_p", 1e-12, 1e-3)
+    delta: float = _f(40.0, "1", "thermal stability Δ = E_b/k_BT of each binary MTJ of a cell (storage: ≈ 40)", 1.0, 200.0)
+    tau0_s: float = _f(1e-9, "s", "attempt time τ0 of thermally assisted switching, τ = τ0·exp[Δ(1 − I/I_c0)]", 1e-13, 1e-6)
+    i_c0_p2ap_a: float = _f(3.37e-6, "A", "critical current I_c0 of one junction for P → AP (positive write voltage)",
+                            1e-9, 1e-2)
+    i_c0_ap2p_a: float = _f(2.12e-6, "A", "critical current I_c0 of one junction for AP → P (negative write voltage)",
+                            1e-9, 1e-2)
+    write_attempts_max: int = _f(100, "1", "write-and-verify: pulses per junction before a write is reported failed",
+                                 1, 100_000)
     # --- instrument (the bench, not the chip) ---------------------------------------------
     t_bus_s: float = _f(1e-3, "s", "bus round trip per operation (instrument clock)", 0.0, 10.0)
     t_sample_s: float = _f(5e-6, "s", "DAC update and ADC readout per input vector (instrument clock)", 0.0, 1.0)

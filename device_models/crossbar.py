@@ -25,11 +25,14 @@ with the input drive ``W_0 x + b_0`` computed once per batch: the free and nudge
 EP step send the same ``x``, and the drive is kept until crossbar 0 is rewritten (an emulation
 shortcut: the chip's energy still counts a read of crossbar 0 at every update).
 
-Programming (first approximation; MTJ switching physics replaces it in a later issue):
-write-and-verify drives the pair towards its target on the ``levels`` grid. The lower cell of
-the pair sits at its floor (reset state), the other is set to ``floor + |w|·G_unit``; the write
-lands with error ``prog_std`` × the nominal conductance range. A target outside the cell's own
-range (device-to-device spread, stuck cells) saturates and is reported as a failure. Only pairs
+Programming is write-and-verify of binary MTJs: a cell of ``levels`` states is ``levels − 1``
+junctions in parallel; the lower cell of the pair sits at its floor (reset state), the other is
+set to ``floor + |w|·G_unit``. Each junction that must change state gets pulses until its verify
+read confirms it or the attempt limit is spent; the attempts are geometric with the switching
+probability ``P_sw = 1 − exp(−t_p/τ)``, ``τ = τ₀ exp[Δ(1 − I/I_c0)]`` of the write current
+(current-controlled pulses; :mod:`device_models.mtj`). The switched cell lands with the cycle-to-cycle error
+``prog_std`` × the conductance range. A target outside the cell's own range (device-to-device
+spread, stuck cells) or a junction that never switched is reported as a failure. Only pairs
 whose grid target changed are rewritten.
 
 Every operation reports the chip's own time and energy from its physics (DESIGN.md §2): reads
@@ -48,7 +51,7 @@ import numpy as np
 from device_models import mtj, stno
 from device_models.config import CrossbarConfig
 
-MODEL_VERSION = "crossbar-1.0"
+MODEL_VERSION = "crossbar-1.1"
 
 #: Above this fraction of pairs rewritten in one write, the read matrices are recomputed whole
 #: (a few passes) rather than patched cell by cell (gathers and scatters of every changed cell).
@@ -148,6 +151,23 @@ class _Crossbar:
         self.row_g_sum += np.bincount(rows if all_w else rows[in_w], weights=delta if all_w else delta[in_w],
                                       minlength=self.n_out)
         return ap
+
+
+@dataclass
+class _WriteOutcome:
+    """What write-and-verify of some pairs of one crossbar did: failures, pulses, energy."""
+
+    failed: np.ndarray  # flat pair indices reported failed
+    pulses: int  # write pulses (each with its verify read)
+    switches: int  # junction switches asked for
+    junction_failures: int  # junctions that did not switch within the attempt limit
+    most_attempts: int  # pulses of the pair that took the most
+    e_write_j: float
+    e_verify_j: float
+
+    @staticmethod
+    def nothing() -> "_WriteOutcome":
+        return _WriteOutcome(np.zeros(0, np.int64), 0, 0, 0, 0, 0.0, 0.0)
 
 
 class CrossbarNetwork:
@@ -513,26 +533,30 @@ class CrossbarNetwork:
 
     def _write_all(self, new_targets: Mapping[int, np.ndarray], names: Sequence[str]) -> tuple[dict, dict]:
         c = self.config
-        written = failures = 0
+        written = failures = pulses = switches = junction_failures = 0
         e_write = e_verify = 0.0
+        most_attempts = 0
         failed: dict[str, np.ndarray] = {}
         for k, full in new_targets.items():
             xb = self._xbars[k]
             flat, old = full.ravel(), xb.target.ravel()
             changed = np.flatnonzero(~np.isnan(flat) & ~(flat == old))  # never-written (NaN) old counts as changed
-            fail_idx, e_w, e_v = self._write_cells(xb, changed, flat[changed])
+            w = self._write_cells(xb, changed, flat[changed])
             if k == 0 and changed.size:
                 self._drive_cache = None  # the input drive changed with the conductances
             xb.target = full
             written += changed.size
-            failures += fail_idx.size
-            e_write += e_w
-            e_verify += e_v
-            rows, cols = np.unravel_index(fail_idx, full.shape)
+            failures += w.failed.size
+            pulses += w.pulses
+            switches += w.switches
+            junction_failures += w.junction_failures
+            e_write += w.e_write_j
+            e_verify += w.e_verify_j
+            most_attempts = max(most_attempts, w.most_attempts)
+            rows, cols = np.unravel_index(w.failed, full.shape)
             weight_part = cols < xb.n_in
             failed[f"W{k}"] = np.ravel_multi_index((rows[weight_part], cols[weight_part]), (xb.n_out, xb.n_in))
             failed[f"b{k}"] = rows[~weight_part]
-        pulses = written * 2 * c.pulses_per_write
         device_time = pulses * (c.t_pulse_s + c.t_read_s)
         weights = self._weights()
         achieved = {name: weights[name] for name in names}
@@ -542,20 +566,46 @@ class CrossbarNetwork:
             {"write": e_write, "verify": e_verify},
             pairs_written=int(written),
             pulses=int(pulses),
+            junction_switches=int(switches),
+            junction_failures=int(junction_failures),
+            pulses_per_pair_max=int(most_attempts),
             failures=int(failures),
             failed={name: failed[name].astype(np.int64) for name in names},
         )
         report["instrument_time_s"] += pulses * c.t_write_verify_s
         return achieved, report
 
-    def _write_cells(self, xb: _Crossbar, idx: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, float, float]:
-        """Write the pairs at flat indices ``idx`` to weights ``w``.
+    def junctions_per_cell(self) -> int:
+        """Binary MTJs in parallel in one cell: ``levels − 1`` (one analog element for continuous levels)."""
+        return max(self.config.levels - 1, 1)
 
-        Returns the failed indices and the energies [J] of the write pulses and of the verify reads.
+    def _cell_levels(self, xb: _Crossbar, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Junctions in the P state of the + and − cell of pairs at weight ``w`` (NaN: reset, 0).
+
+        With continuous levels a cell is one analog element: 1 when it carries the weight, else 0.
+        """
+        w = np.nan_to_num(w, nan=0.0)
+        levels = self.config.levels
+        if levels:
+            q = np.rint(w * ((levels - 1) / xb.w_max)).astype(np.int64)
+            return np.maximum(q, 0), np.maximum(-q, 0)
+        return (w > 0).astype(np.int64), (w < 0).astype(np.int64)
+
+    def _write_cells(self, xb: _Crossbar, idx: np.ndarray, w: np.ndarray) -> _WriteOutcome:
+        """Write-and-verify the pairs at flat indices ``idx`` to weights ``w``.
+
+        The pair's target conductances are those of the grid (the lower cell at its floor, the
+        other ``|w|·G_unit`` above it). Each cell's junctions that must change state are switched by
+        current-controlled pulses of ``t_pulse_s`` (the current the nominal junction draws at
+        ``v_write_v``), each verified, with ``P_sw`` from that current
+        (:func:`mtj.write_verify_attempts`); a junction that does not switch within
+        ``write_attempts_max`` pulses leaves its cell one junction off and the pair failed, and so
+        does a target beyond the cell's reach (spread, stuck cells). The switched junctions land with
+        the cycle-to-cycle conductance error ``prog_std`` of the range on the active cell.
         """
         c = self.config
         if idx.size == 0:
-            return idx, 0.0, 0.0
+            return _WriteOutcome.nothing()
         dense = idx.size == xb.target.size  # every pair rewritten (continuous levels): no gathers
         sel: slice | np.ndarray = slice(None) if dense else idx
         floor_p, floor_m = xb.floor[0].reshape(-1)[sel], xb.floor[1].reshape(-1)[sel]
@@ -569,25 +619,59 @@ class CrossbarNetwork:
             plus_active = (gt_p - floor_p) >= (gt_m - floor_m)
             gt_p = gt_p + np.where(plus_active, err, 0.0)
             gt_m = gt_m + np.where(plus_active, 0.0, err)
+        # --- the junction switches of write-and-verify, per cell of the pair
+        n_j = self.junctions_per_cell()
+        new_p, new_m = self._cell_levels(xb, w)
+        old_p, old_m = self._cell_levels(xb, xb.target.reshape(-1)[sel])
+        moves = np.stack([new_p - old_p, new_m - old_m])  # + : AP → P switches, − : P → AP
+        g_p_cells = np.stack([xb.g_p[0].reshape(-1)[sel], xb.g_p[1].reshape(-1)[sel]])
+        g_ap_cells = np.stack([xb.g_ap[0].reshape(-1)[sel], xb.g_ap[1].reshape(-1)[sel]])
+        # current-controlled pulses: every junction gets the current the nominal junction draws at
+        # v_write_v in the state it leaves (AP when it moves to P, moves > 0), whatever its own spread
+        v_w = c.v_write_v
+        i_nom = mtj.junction_current_a(v_w, np.array([mtj.P, mtj.AP]), n_j * c.r_p_ohm, c.tmr0, c.v_h_v)
+        i_j = np.where(moves > 0, i_nom[1], i_nom[0])
+        i_c0 = np.where(moves > 0, c.i_c0_ap2p_a, c.i_c0_p2ap_a)
+        p_sw = mtj.switching_probability(c.t_pulse_s, mtj.dwell_time_s(i_j, i_c0, c.delta, c.tau0_s))
+        ap_boost = float(mtj.ap_bias_factor(np.array(v_w), c.v_read_v, c.tmr0, c.v_h_v))
+        r_j = n_j / np.where(moves > 0, g_ap_cells * ap_boost, g_p_cells)  # the junction's own resistance
+        p_sw[np.stack([floor_p == ceil_p, floor_m == ceil_m])] = 0.0  # a stuck cell never confirms
+        n_switch = np.abs(moves)
+        attempts, failed_j = mtj.write_verify_attempts(n_switch.ravel(), p_sw.ravel(), c.write_attempts_max,
+                                                       self._rng)
+        attempts, failed_j = attempts.reshape(n_switch.shape), failed_j.reshape(n_switch.shape)
+        if failed_j.any():  # each junction left behind keeps its cell one junction step short of the move
+            step = (g_p_cells - g_ap_cells) / n_j
+            shortfall = np.sign(moves) * failed_j * step
+            gt_p = gt_p - shortfall[0]
+            gt_m = gt_m - shortfall[1]
+            fail |= (failed_j > 0).any(axis=0)
         g_p = np.clip(gt_p, floor_p, ceil_p)
         g_m = np.clip(gt_m, floor_m, ceil_m)
         if dense:
             xb.g[0].reshape(-1)[:] = g_p
             xb.g[1].reshape(-1)[:] = g_m
-            ap = xb.refresh(self.dtype, c.bias_nonlinearity)
+            xb.refresh(self.dtype, c.bias_nonlinearity)
         elif idx.size > DENSE_WRITE_FRACTION * xb.target.size:
             xb.g[0].reshape(-1).put(idx, g_p)
             xb.g[1].reshape(-1).put(idx, g_m)
-            ap = np.take(xb.refresh(self.dtype, c.bias_nonlinearity), idx, axis=1)
+            xb.refresh(self.dtype, c.bias_nonlinearity)
         else:
-            ap = xb.set_cells(idx, g_p, g_m)
-        g_sum = float(g_p.sum() + g_m.sum())
-        # under the write bias the antiparallel share of each cell conducts more (TMR falls with V)
-        boost = float(mtj.ap_bias_factor(np.array(c.v_write_v), c.v_read_v, c.tmr0, c.v_h_v)) - 1.0
-        g_write_sum = g_sum + boost * float(ap.sum())
-        write = c.pulses_per_write * c.v_write_v**2 * c.t_pulse_s * g_write_sum
-        verify = c.pulses_per_write * c.v_read_v**2 * c.t_read_s * g_sum  # a verify read after each pulse
-        return idx[fail], write, verify
+            xb.set_cells(idx, g_p, g_m)
+        pair_attempts = attempts.sum(axis=0)
+        # V·I·t_pulse = I²·R_j·t_pulse per pulse on the junction being switched; a verify read of its
+        # cell after each
+        write = c.t_pulse_s * float(np.sum(attempts * i_j**2 * r_j))
+        verify = c.v_read_v**2 * c.t_read_s * float(attempts[0] @ g_p + attempts[1] @ g_m)
+        return _WriteOutcome(
+            failed=idx[fail],
+            pulses=int(pair_attempts.sum()),
+            switches=int(n_switch.sum()),
+            junction_failures=int(failed_j.sum()),
+            most_attempts=int(pair_attempts.max()),
+            e_write_j=write,
+            e_verify_j=verify,
+        )
 
     # ------------------------------------------------------------------ non-volatile state
     def export_state(self) -> dict[str, np.ndarray]:

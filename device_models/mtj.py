@@ -1,11 +1,27 @@
-"""Magnetic tunnel junction (MTJ) conductance: bias-dependent TMR.
+"""Magnetic tunnel junction (MTJ): bias-dependent TMR, thermally assisted switching, write-and-verify.
 
-``G_AP = G_P / (1 + TMR(V))`` with ``TMR(V) = TMR₀ / (1 + V²/V_h²)`` (DESIGN.md §4): at the
-half-TMR bias ``V_h`` the magnetoresistance has fallen to half its zero-bias value. The
+Conductance (DESIGN.md §4): ``G_AP = G_P / (1 + TMR(V))`` with ``TMR(V) = TMR₀ / (1 + V²/V_h²)``:
+at the half-TMR bias ``V_h`` the magnetoresistance has fallen to half its zero-bias value. The
 parallel state is taken as bias independent, the usual first approximation for MgO MTJs.
 
-(Thermally assisted switching and write-and-verify physics come with the synapse issue;
-the crossbar's first approximation of programming lives in :mod:`device_models.crossbar`.)
+Switching (Koch et al., PRL 92, 088302 (2004); Li & Zhang, PRB 69, 134416 (2004)): a state whose
+barrier is ``Δ·k_BT`` and that is pushed out by a current ``I`` (signed along the switching
+direction, its own critical current ``I_c0`` per direction) leaves it at the rate ``1/τ`` with
+
+    τ(I) = τ₀ exp[Δ (1 − I/I_c0)],        valid for I < I_c0;
+
+at ``I = 0`` this is the Néel–Brown law ``τ₀ e^Δ`` (retention); ``I < 0`` (a current that pushes
+*into* the state) lengthens it. Above ``I_c0`` the switching is precessional, outside this model:
+:func:`dwell_time_s` caps the exponent at 0 there (one ``τ₀``: a write pulse of a few ``τ₀``
+switches with certainty). A pulse of length ``t_p`` switches with ``P_sw = 1 − exp(−t_p/τ)``;
+with both directions active (a superparamagnetic junction, small ``Δ``) the two-state Markov chain
+gives :func:`flip_probability` exactly. Sign convention: a positive voltage pushes P → AP, a
+negative one AP → P.
+
+Write-and-verify (:func:`write_verify_attempts`): each junction that must switch gets pulses, each
+followed by a verify read, until the read confirms the new state or ``max_attempts`` pulses were
+spent (a write failure). The attempts of one junction are geometric with parameter ``P_sw``,
+drawn per junction (no loop over pulses).
 """
 
 from __future__ import annotations
@@ -58,3 +74,105 @@ def ap_bias_excess(x: np.ndarray, v_ref_v: float, tmr0: float, v_h_v: float) -> 
     u /= den
     u *= x
     return u
+
+
+# ---------------------------------------------------------------------- switching physics
+#: Codes of a binary junction's state (also the index of its conductance branch).
+P, AP = 0, 1
+
+
+def dwell_time_s(i_a: np.ndarray | float, i_c0_a: np.ndarray | float, delta: np.ndarray | float,
+                 tau0_s: float) -> np.ndarray:
+    """Mean dwell time [s] ``τ = τ₀ exp[Δ(1 − I/I_c0)]`` of a state pushed out by current ``i_a`` [A].
+
+    ``i_a`` is signed along the switching direction (negative: the current holds the state).
+    Valid below ``I_c0`` (Koch et al. 2004); at and above it the exponent is capped at 0
+    (precessional regime, not modelled: a switch within about ``τ₀``).
+    """
+    ratio = np.minimum(np.asarray(i_a, dtype=np.float64) / i_c0_a, 1.0)
+    return tau0_s * np.exp(np.asarray(delta) * (1.0 - ratio))
+
+
+def switching_probability(t_s: np.ndarray | float, tau_s: np.ndarray | float) -> np.ndarray:
+    """``P_sw = 1 − exp(−t_p/τ)``: a pulse of ``t_s`` [s] switches a state of mean dwell ``tau_s`` [s]."""
+    return -np.expm1(-np.asarray(t_s, dtype=np.float64) / np.asarray(tau_s, dtype=np.float64))
+
+
+def flip_probability(t_s: np.ndarray | float, tau_out_s: np.ndarray | float,
+                     tau_back_s: np.ndarray | float) -> np.ndarray:
+    """Probability that a junction ends a pulse of ``t_s`` [s] in the *other* state (two-state Markov chain).
+
+    With rates ``k = 1/τ_out`` out of the present state and ``k' = 1/τ_back`` back into it,
+    ``P = k/(k + k') · (1 − exp(−(k + k') t))``: exact for a constant bias, any number of flips
+    within the pulse. For a stable junction (``k' → 0``) it is :func:`switching_probability`.
+    """
+    k = 1.0 / np.asarray(tau_out_s, dtype=np.float64)
+    k_back = 1.0 / np.asarray(tau_back_s, dtype=np.float64)
+    total = k + k_back
+    return k / total * -np.expm1(-total * np.asarray(t_s, dtype=np.float64))
+
+
+def neel_brown_tau0_s(alpha: float, gamma_rad_per_s_t: float, mu0_h_k_t: float, delta: float) -> float:
+    """Attempt time [s] of Brown's high-barrier limit: ``τ ≈ (1+α²)/(αγμ₀H_K)·√(π/Δ)·e^Δ`` (Δ ≳ 5).
+
+    Returns the prefactor ``τ₀ = τ/e^Δ`` (Brown, Phys. Rev. 130, 1677 (1963)); ``gamma_rad_per_s_t``
+    is the gyromagnetic ratio in rad/(s·T), ``mu0_h_k_t`` the anisotropy field in tesla.
+    """
+    return (1.0 + alpha**2) / (alpha * gamma_rad_per_s_t * mu0_h_k_t) * float(np.sqrt(np.pi / delta))
+
+
+def junction_current_a(v_v: np.ndarray | float, state: np.ndarray | int, r_p_ohm: np.ndarray | float,
+                       tmr0: np.ndarray | float, v_h_v: float) -> np.ndarray:
+    """Current [A] through a junction in ``state`` (P or AP) at bias ``v_v`` [V]: ``V·G(state, V)``."""
+    v = np.asarray(v_v, dtype=np.float64)
+    g_p = 1.0 / np.asarray(r_p_ohm, dtype=np.float64)
+    g = np.where(np.asarray(state) == AP, g_p / (1.0 + tmr(v, tmr0, v_h_v)), g_p)
+    return v * g
+
+
+def pulse_flip_probability(v_v: np.ndarray | float, t_s: np.ndarray | float, state: np.ndarray | int,
+                           r_p_ohm: np.ndarray | float, tmr0: np.ndarray | float, v_h_v: float,
+                           delta: np.ndarray | float, tau0_s: float, i_c0_p2ap_a: float,
+                           i_c0_ap2p_a: float) -> np.ndarray:
+    """Probability that a voltage pulse (``v_v`` [V], ``t_s`` [s]) leaves a junction in the other state.
+
+    Positive voltage pushes P → AP with the P state's current against ``I_c0(P→AP)``; negative
+    pushes AP → P with the AP state's current (smaller by ``1 + TMR(V)``) against ``I_c0(AP→P)``.
+    Both directions are active at once (:func:`flip_probability`), so a superparamagnetic junction
+    (small Δ) flips back and forth under a weak bias as it does at rest.
+    """
+    i_p = junction_current_a(v_v, P, r_p_ohm, tmr0, v_h_v)  # current in the P state, + pushes to AP
+    i_ap = junction_current_a(v_v, AP, r_p_ohm, tmr0, v_h_v)
+    tau_p2ap = dwell_time_s(i_p, i_c0_p2ap_a, delta, tau0_s)
+    tau_ap2p = dwell_time_s(-i_ap, i_c0_ap2p_a, delta, tau0_s)
+    in_p = np.asarray(state) == P
+    return flip_probability(t_s, np.where(in_p, tau_p2ap, tau_ap2p), np.where(in_p, tau_ap2p, tau_p2ap))
+
+
+def write_verify_attempts(n_switches: np.ndarray, p_sw: np.ndarray, max_attempts: int,
+                          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Pulses spent and junctions failed per cell when ``n_switches[c]`` junctions of cell ``c`` must switch.
+
+    Each junction is pulsed (and verified after every pulse) until it switches or ``max_attempts``
+    pulses are spent: its attempts are ``min(G, max_attempts)`` with ``G ~ Geometric(P_sw)``, and it
+    fails when ``G > max_attempts`` (probability ``(1 − P_sw)^max_attempts``). ``p_sw`` is per cell
+    (its junctions share the cell's fabrication draws); a cell with ``p_sw = 0`` (stuck) spends the
+    limit on every junction and fails them all.
+
+    Returns ``(attempts, failed)``, integer arrays shaped like ``n_switches``.
+    """
+    n = np.asarray(n_switches, dtype=np.int64)
+    owner = np.repeat(np.arange(n.size), n)  # one entry per junction to switch
+    p = np.asarray(p_sw, dtype=np.float64)[owner]
+    stuck = p <= 0.0
+    draws = rng.geometric(np.where(stuck, 1.0, p))
+    draws[stuck] = max_attempts + 1
+    failed_j = draws > max_attempts
+    attempts = np.bincount(owner, weights=np.minimum(draws, max_attempts), minlength=n.size).astype(np.int64)
+    failed = np.bincount(owner, weights=failed_j, minlength=n.size).astype(np.int64)
+    return attempts, failed
+
+
+def retention_time_s(delta: float, tau0_s: float) -> float:
+    """Mean retention time [s] of a stored bit at rest: the Néel–Brown ``τ₀ e^Δ`` (Δ = 40: ~7·10⁸ s for τ₀ = 1 ns)."""
+    return float(tau0_s * np.exp(delta))

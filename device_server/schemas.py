@@ -127,6 +127,13 @@ class DriveRequest(_Body):
                                 "oscillator's power at every step)")
 
 
+class ProbeRequest(_Body):
+    """A measurement of one of the chip's test structures (``GET /v1/devices/{id}`` → ``structures``)."""
+
+    structure: str = Field(max_length=64, description="test structure to measure (e.g. 'junction', 'resonator')")
+    inputs: dict[str, Array] = Field(max_length=32, description="the structure's inputs by name, in their units")
+
+
 class LeaseRequest(_Body):
     holder: str = Field("anonymous", max_length=200,
                         description="who holds the lease (shown to others); the key's name when omitted")
@@ -190,6 +197,11 @@ class DriveResponse(BaseModel):
 
 class WriteResponse(BaseModel):
     achieved: dict[str, Array]
+    report: Report
+
+
+class ProbeResponse(BaseModel):
+    outputs: dict[str, Array]
     report: Report
 
 

@@ -330,6 +330,11 @@ class DeviceClient:
         body = {"u": np.asarray(u), "dt": float(dt), "record": record}
         return self._operation("POST", device_id, "drive", token, body, fencing)
 
+    def probe(self, device_id: str, token: str, structure: str, inputs: Mapping[str, np.ndarray],
+              fencing: int | None = None) -> dict[str, Any]:
+        body = {"structure": structure, "inputs": {k: np.asarray(v) for k, v in inputs.items()}}
+        return self._operation("POST", device_id, "probe", token, body, fencing)
+
 
 class Lease:
     """A held lease: its token, a background keepalive, and the device operations bound to it."""
@@ -410,3 +415,7 @@ class Lease:
               start: int = 0, quantities: Sequence[str] = ("power",)) -> dict[str, Any]:
         return self.client.drive(self.device_id, self._token(), u, dt, oscillators, every, start, quantities,
                                  self.fencing)
+
+    def probe(self, structure: str, **inputs: np.ndarray) -> dict[str, Any]:
+        """Measure the test structure ``structure`` with its named inputs (``describe()["structures"]``)."""
+        return self.client.probe(self.device_id, self._token(), structure, inputs, self.fencing)

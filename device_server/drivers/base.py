@@ -81,7 +81,7 @@ class OpResult:
 
 #: The Driver methods that implement the operations of the contract (and keep non-volatile state).
 OPERATION_METHODS = ("forward", "relax", "program", "update", "read_weights", "export_state", "restore_state",
-                     "drive")
+                     "drive", "probe")
 
 
 class Driver(ABC):
@@ -174,6 +174,11 @@ class Driver(ABC):
         raise NotImplementedError
 
     def read_weights(self) -> OpResult:
+        raise NotImplementedError
+
+    def probe(self, structure: str, inputs: Mapping[str, np.ndarray]) -> OpResult:
+        """Measure a test structure of the chip (``describe()["structures"]`` lists them and their
+        inputs; each input ``name`` has its limit declared as ``"{structure}.{name}"``)."""
         raise NotImplementedError
 
     # Non-volatile state (optional, part of the contract for drivers that can be written):

@@ -18,6 +18,7 @@ Operation inputs, by contract::
     drive         u, dt, steps, batch, every, start, oscillators
                                                  (u: (batch, steps, inputs); every, start,
                                                  oscillators: what to record)
+    probe         one limit per input of each test structure, named ``{structure}.{input}``
 
 ``batch`` is the number of rows of ``x`` one call may carry. Every operation's report holds
 :data:`REPORT_FIELDS` (seconds and joules, finite, not negative); the server adds the rest of
@@ -41,6 +42,7 @@ OPERATION_INPUTS: dict[str, tuple[str, ...]] = {
     "update": (),  # + one limit per weight array, with a step
     "read_weights": (),
     "drive": ("u", "dt", "steps", "batch", "every", "start", "oscillators"),
+    "probe": (),  # + one limit per input of each declared test structure (structures)
 }
 #: Operations that address the weight arrays named in ``topology.weights``.
 WEIGHT_OPERATIONS = frozenset({"program", "update", "read_weights"})
@@ -135,6 +137,14 @@ def declaration_problems(declaration: Mapping[str, Any], implemented: Iterable[s
     if LAYER_OPERATIONS & set(caps) and not topology.get("sizes"):
         problems.append("topology.sizes: forward/relax are declared but the layer sizes are not")
     limits = declaration["limits"]
+    if "probe" in caps:
+        structures = declaration.get("structures") or {}
+        if not structures:
+            problems.append("structures: probe is declared but no test structure is")
+        for sname, sdecl in structures.items():
+            for iname in (sdecl or {}).get("inputs") or []:
+                if f"{sname}.{iname}" not in limits:
+                    problems.append(f"limits.{sname}.{iname}: probe of {sname!r} takes {iname!r} but no limit is declared")
     for name, spec in limits.items():
         try:
             LimitSpec.model_validate(spec)

@@ -11,6 +11,7 @@ import numpy as np
 
 from device_models.config import CrossbarConfig, settings_table
 from device_models.crossbar import CrossbarNetwork
+from device_models.mtj_test_junctions import JunctionParams, TestJunctions
 from device_models.presets import get_preset
 from device_server.drivers.base import Driver, InvalidArgument, OpResult, UnknownName
 
@@ -22,6 +23,12 @@ MAX_SAMPLE_UPDATES = 5_000_000
 MAX_BATCH = 8192
 #: Largest |β| accepted (the nudge is an input current: beyond it the output neurons clip anyway).
 MAX_ABS_BETA = 100.0
+#: Test junctions beside the crossbar (one binary MTJ of the cells' stack each): rows of a probe.
+TEST_JUNCTIONS = 4096
+#: Largest number of pulses (rows × pulses) one probe of the test junctions may apply.
+MAX_PROBE_PULSES = 2_000_000
+#: Safe-operating limit of a test-junction pulse [V] (tunnel barrier breakdown near 1 V).
+MAX_PULSE_V = 0.9
 
 
 class EmulatedCrossbar(Driver):
@@ -33,7 +40,7 @@ class EmulatedCrossbar(Driver):
 
     kind = "mtj-crossbar"
     driver_type = "emulated"
-    capabilities = frozenset({"describe", "forward", "relax", "program", "update", "read_weights"})
+    capabilities = frozenset({"describe", "forward", "relax", "program", "update", "read_weights", "probe"})
     conformance_entry = {"topology": {"sizes": [12, 8, 4]}, "preset": "default-v1", "seed": 3}
 
     def __init__(
@@ -53,6 +60,14 @@ class EmulatedCrossbar(Driver):
         self.preset = preset
         self.config: CrossbarConfig = get_preset(preset).with_overrides(dict(overrides or {}))
         self.model = CrossbarNetwork(topology["sizes"], self.config, seed, topology.get("w_max"))
+        c = self.config
+        self.junctions = TestJunctions(
+            JunctionParams(r_p_ohm=self.model.junctions_per_cell() * c.r_p_ohm, tmr0=c.tmr0, v_h_v=c.v_h_v,
+                           delta=c.delta, tau0_s=c.tau0_s, i_c0_p2ap_a=c.i_c0_p2ap_a, i_c0_ap2p_a=c.i_c0_ap2p_a,
+                           v_read_v=c.v_read_v, t_read_s=c.t_read_s, read_std=c.read_std, r_p_dtod=c.r_p_dtod,
+                           tmr_dtod=c.tmr_dtod),
+            TEST_JUNCTIONS, np.random.SeedSequence(int(seed), spawn_key=(2,)),  # a stream of their own
+        )
         self.calibration_id = hashlib.sha256(
             json.dumps([self.kind, dict(topology), preset, seed, self.config.__dict__], sort_keys=True, default=str).encode()
         ).hexdigest()[:16]
@@ -74,6 +89,11 @@ class EmulatedCrossbar(Driver):
             "steps": {"label": "relaxation steps", "min": 1, "max": MAX_RELAX_STEPS, "unit": "1", "policy": "reject"},
             "batch": {"label": "batch", "min": 1, "max": MAX_BATCH, "unit": "sample", "policy": "reject",
                       "doc": "rows of x in one call"},
+            "junction.v_v": {"label": "test-junction pulse amplitude", "min": -MAX_PULSE_V, "max": MAX_PULSE_V,
+                             "unit": "V", "policy": "reject",
+                             "doc": "positive pushes P → AP, negative AP → P; breakdown near 1 V"},
+            "junction.t_s": {"label": "test-junction pulse length", "min": 1e-10, "max": 1e-3, "unit": "s",
+                             "policy": "reject"},
             "work": {"label": "work of one call", "min": 1, "max": MAX_SAMPLE_UPDATES, "unit": "sample·update",
                      "policy": "reject", "doc": "batch × steps of a relax, batch × layers of a forward (checked by the driver)"},
         }
@@ -107,6 +127,18 @@ class EmulatedCrossbar(Driver):
                                  "doc": "each cell is integrated long enough that read noise averages out"},
             },
             "settings": settings_table(self.config),
+            "structures": {
+                "junction": {
+                    "inputs": ["v_v", "t_s"],
+                    "outputs": {"r_ohm": "Ω, at the end of each pulse under its bias (R–V loop)",
+                                "r_read_ohm": "Ω, verify read at v_read_v after each pulse"},
+                    "rows": TEST_JUNCTIONS,
+                    "example_shape": [3, 4],
+                    "doc": "binary test MTJs of the cells' stack: row i of v_v (rows, pulses) [V] and t_s [s] is "
+                           "the pulse sequence applied to junction i; junctions keep their state between calls "
+                           "(reset: P)",
+                },
+            },
         }
 
     def forward(self, x: np.ndarray, layers: Sequence[int] | None) -> OpResult:
@@ -162,6 +194,30 @@ class EmulatedCrossbar(Driver):
     def read_weights(self) -> OpResult:
         weights, report = self.model.read_weights()
         return OpResult({"weights": weights}, report)
+
+    def probe(self, structure: str, inputs: Mapping[str, np.ndarray]) -> OpResult:
+        if structure != "junction":
+            raise UnknownName("structure", f"no test structure {structure!r}; the device has ['junction']")
+        v, t = np.asarray(inputs["v_v"]), np.asarray(inputs["t_s"])
+        if v.ndim != 2 or not 1 <= v.shape[0] <= TEST_JUNCTIONS or v.shape[1] < 1:
+            raise InvalidArgument("inputs.v_v", f"expected shape (rows ≤ {TEST_JUNCTIONS}, pulses ≥ 1), "
+                                  f"got {tuple(v.shape)}")
+        if v.size > MAX_PROBE_PULSES:
+            raise InvalidArgument("inputs.v_v", f"{v.size} pulses exceed the {MAX_PROBE_PULSES} one call may apply")
+        try:
+            t = np.broadcast_to(t, v.shape)
+        except ValueError:
+            raise InvalidArgument("inputs.t_s", f"shape {tuple(t.shape)} does not broadcast to v_v's "
+                                  f"{tuple(v.shape)}") from None
+        outputs, cost = self.junctions.pulse(v, t)
+        c = self.config
+        device_time = cost["device_time_s"]
+        report = {"device_time_s": device_time,
+                  "instrument_time_s": c.t_bus_s + v.size * c.t_write_verify_s + device_time,
+                  "energy_j": cost["energy_pulse_j"] + cost["energy_read_j"],
+                  "energy_terms_j": {"pulse": cost["energy_pulse_j"], "read": cost["energy_read_j"]},
+                  "pulses": int(v.size)}
+        return OpResult({"outputs": outputs}, report)
 
     def export_state(self) -> dict[str, np.ndarray]:
         return self.model.export_state()

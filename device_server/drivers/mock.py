@@ -138,6 +138,10 @@ class RecordingDriver(Driver):
         args = {"u": u, "dt": dt, "oscillators": oscillators, "every": every, "start": start, "quantities": quantities}
         return self._call("drive", args, lambda: self.inner.drive(u, dt, oscillators, every, start, quantities))
 
+    def probe(self, structure: str, inputs: Mapping[str, np.ndarray]) -> OpResult:
+        return self._call("probe", {"structure": structure, "inputs": dict(inputs)},
+                          lambda: self.inner.probe(structure, inputs))
+
     # non-volatile state: the wrapped device's, so a mock survives a restart like what it wraps
     def export_state(self) -> dict[str, np.ndarray]:
         return self.inner.export_state()

@@ -1,4 +1,4 @@
-"""Device operations: forward, relax, program, update, read_weights, drive — one request per phase.
+"""Device operations: forward, relax, program, update, read_weights, drive, probe — one request per phase.
 
 Each route declares what it needs and hands the rest to :func:`run_operation`, the one place
 that checks the lease, decodes and validates the body, enforces the declared limits, serialises
@@ -31,6 +31,8 @@ from device_server.schemas import (
     DriveResponse,
     ForwardRequest,
     ForwardResponse,
+    ProbeRequest,
+    ProbeResponse,
     ProgramRequest,
     RelaxRequest,
     RelaxResponse,
@@ -280,3 +282,29 @@ async def drive(device_id: str, request: Request, ctx: Ctx, who: Operator, token
         return lambda d: d.drive(u, dt, oscillators, every, start, rec.quantities)
 
     return await run_operation(request, ctx, device_id, "drive", token, prepare, DriveRequest, idempotency_key, fencing)
+
+
+@router.post("/{device_id}/probe", **_op_doc("Measure a test structure of the chip (characterisation)", ProbeRequest,
+                                             ProbeResponse))
+async def probe(device_id: str, request: Request, ctx: Ctx, who: Operator, token: LeaseToken = None,
+                fencing: Fencing = None, idempotency_key: IdempotencyKey = None) -> Response:
+    def prepare(p: ProbeRequest, decl: dict, clipped: dict) -> Call:
+        structures = decl.get("structures") or {}
+        if p.structure not in structures:
+            raise NotFound(f"structure: no test structure {p.structure!r}; the device has {sorted(structures)}",
+                           field="structure")
+        expected = list(structures[p.structure].get("inputs") or [])
+        for name in p.inputs:
+            if name not in expected:
+                raise InvalidInput(f"inputs.{name}: {p.structure!r} takes {expected}", field=f"inputs.{name}")
+        for name in expected:
+            if name not in p.inputs:
+                raise InvalidInput(f"inputs.{name}: {p.structure!r} needs it (inputs: {expected})",
+                                   field=f"inputs.{name}")
+        limits = decl["limits"]
+        inputs = {name: enforce(limits, f"{p.structure}.{name}", a, field=f"inputs.{name}", clipped=clipped)
+                  for name, a in p.inputs.items()}
+        return lambda d: d.probe(p.structure, inputs)
+
+    return await run_operation(request, ctx, device_id, "probe", token, prepare, ProbeRequest, idempotency_key,
+                               fencing)

@@ -60,7 +60,7 @@ PROBE_MARGIN = 0.5
 #: Tolerance on a measured spread against a declared one (the kit's samples are a few hundred values).
 SPREAD_TOLERANCE = 1.5
 #: Operations that measure: they always take device time and energy.
-MEASUREMENTS = frozenset({"forward", "relax", "read_weights", "drive"})
+MEASUREMENTS = frozenset({"forward", "relax", "read_weights", "drive", "probe"})
 #: Largest batch the kit sends to probe a batch limit (a larger declared limit is not probed).
 MAX_PROBE_BATCH = 20_000
 #: Largest input (values) the kit sends to probe a drive's batch or steps limit (32 MB of float32).
@@ -201,7 +201,7 @@ class _Session:
     def call(self, device: str, method: str, op: str, body: dict | None = None,
              key: str | None = None) -> httpx.Response:
         path = {"forward": "forward", "relax": "relax", "program": "weights", "update": "weights:update",
-                "read_weights": "weights", "drive": "drive"}[op]
+                "read_weights": "weights", "drive": "drive", "probe": "probe"}[op]
         headers = {"X-Lease-Token": self.tokens.get(device, ""), "Accept": codec.MSGPACK}
         content = None
         if body is not None:
@@ -281,7 +281,7 @@ class _Session:
             r.raise_for_status()
             self.tokens[device] = r.json()["token"]
         for check in (self.check_capabilities, self.check_program, self.check_forward, self.check_relax,
-                      self.check_drive, self.check_growth, self.check_idempotent, self.check_update,
+                      self.check_drive, self.check_growth, self.check_idempotent, self.check_update, self.check_probe,
                       self.check_limits):
             try:
                 check()
@@ -322,6 +322,8 @@ class _Session:
                 {"weights": {}} if op == "program" else ({"deltas": {}} if op == "update" else None))
             if op == "drive":
                 body = {"u": np.zeros((1, 1, 1), np.float32), "dt": 1e-9}
+            if op == "probe":
+                body = {"structure": "none", "inputs": {}}
             method = {"program": "PUT", "read_weights": "GET"}.get(op, "POST")
             r = self.call("kit-a", method, op, body)
             if r.status_code < 400 or r.status_code >= 500 or op not in r.text:
@@ -474,6 +476,29 @@ class _Session:
         if "read_weights" in self.caps:
             self.both("idempotent-writes", "GET", "read_weights")
 
+    def probe_body(self, structure: str) -> dict[str, Any]:
+        """Inputs of a test structure inside their limits, shaped as the structure's ``example_shape``."""
+        sdecl = self.decl["structures"][structure]
+        shape = tuple(sdecl.get("example_shape") or (2, 3))
+        inputs = {}
+        for name in sdecl.get("inputs") or []:
+            lim = self.limits[f"{structure}.{name}"]
+            lo, hi = lim.get("min"), lim.get("max")
+            lo = -1.0 if lo is None else lo
+            hi = lo + 2.0 if hi is None else hi
+            inputs[name] = self.rng.uniform(lo + 0.25 * (hi - lo), hi - 0.25 * (hi - lo), shape)
+        return {"structure": structure, "inputs": inputs}
+
+    def check_probe(self) -> None:
+        if "probe" not in self.caps:
+            return
+        for structure in self.decl.get("structures") or {}:
+            a = self.both("determinism", "POST", "probe", self.probe_body(structure))
+            self._check_shapes(f"probe({structure}).outputs", list((a.get("outputs") or {}).values()),
+                               [np.asarray(v).shape for v in (a.get("outputs") or {}).values()])
+            if not a.get("outputs"):
+                self.report.fail("shapes", f"probe of {structure!r} answered no outputs")
+
     def check_limits(self) -> None:
         """Every declared limit, probed beyond on twin a only; then both twins must still agree."""
         self.report.checked.add("limits")
@@ -581,6 +606,13 @@ class _Session:
                 out.append((op, field, name, "POST", body))
         if "drive" in self.caps:
             out += self._drive_probes()
+        if "probe" in self.caps:
+            for structure, sdecl in (self.decl.get("structures") or {}).items():
+                for name in sdecl.get("inputs") or []:
+                    body = self.probe_body(structure)
+                    body["inputs"][name] = np.full_like(body["inputs"][name],
+                                                        _beyond(self.limits[f"{structure}.{name}"]))
+                    out.append(("probe", f"inputs.{name}", f"{structure}.{name}", "POST", body))
         for name in self.topology.get("weights") or []:
             shape = tuple(self.topology["shapes"][name])
             if "program" in self.caps:

@@ -90,4 +90,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     (out_dir / "characterization.json").write_text(json.dumps(summary, indent=2))
     print(f"wrote {out_dir / 'characterization.json'}")
     return summary
-from trainer_client.characterize import stno as _stno  # noqa: E402,F401  (registers stno-array)
+
+
+from trainer_client.characterize import mtj as _mtj, rf as _rf, stno as _stno  # noqa: E402  (each registers below)
+
+register("mtj-crossbar", _mtj.characterise_mtj_crossbar)
+register("rf-network", _rf.characterise_rf_network)
+register("stno-array", _stno.characterise_stno)

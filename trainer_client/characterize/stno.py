@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 from scipy.optimize import curve_fit  # noqa: E402
 
 from device_models import stno  # noqa: E402
-from trainer_client.characterize import Bench, register  # noqa: E402
+from trainer_client.characterize import Bench  # noqa: E402
 
 
 def _settings(info: dict[str, Any]) -> dict[str, float]:
@@ -167,4 +167,3 @@ def characterise_stno(bench: Bench) -> dict[str, Any]:
     }
 
 
-register("stno-array", characterise_stno)
