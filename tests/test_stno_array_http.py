@@ -82,6 +82,7 @@ def test_drive_records_only_what_is_asked(client, json_client):
         (lambda b, lim: b.update(every=0), "record.every"),
         (lambda b, lim: b.update(start=10), "record.start"),
         (lambda b, lim: b.update(quantities=["voltage"]), "record.quantities"),
+        (lambda b, lim: b.update(quantities=["power", "spectrum"], every=5), "record.quantities"),  # 2 samples
         (lambda b, lim: b.update(u=np.zeros((200, 2000, 8), np.float32), every=1), "record"),
     ],
 )

@@ -21,6 +21,7 @@ from device_models.config import settings_table
 from device_models.presets.stno import SOURCES, get_stno_preset
 from device_models.stno_array import QUANTITIES, StnoArray
 from device_models.stno_config import StnoConfig
+from device_models.stno_sde import MIN_SPECTRUM_SAMPLES
 from device_server.drivers.base import Driver, InvalidArgument, OpResult, UnknownName
 
 #: Largest number of integration steps of one ``drive`` call.
@@ -157,6 +158,10 @@ class EmulatedStnoArray(Driver):
         samples = (steps - start) // every
         if samples < 1:
             raise InvalidArgument("record.every", f"every {every} from step {start} records no sample of {steps} steps")
+        if "spectrum" in quantities and samples < MIN_SPECTRUM_SAMPLES:
+            raise InvalidArgument("record.quantities", f"a spectrum needs at least {MIN_SPECTRUM_SAMPLES} samples, "
+                                  f"every {every} from step {start} of {steps} steps records {samples}; record "
+                                  "more often (every), from an earlier step (start) or a longer sequence")
         values = batch * samples * n_rec * len(set(quantities))
         if values > MAX_VALUES:
             raise InvalidArgument("record", f"{values} recorded values exceed the {MAX_VALUES} one answer may carry; "
