@@ -13,6 +13,7 @@ from device_models.config import CrossbarConfig, settings_table
 from device_models.crossbar import CrossbarNetwork
 from device_models.presets import get_preset
 from device_server.drivers.base import Driver, InvalidArgument, OpResult, UnknownName
+from device_server.drivers.model_backed import ModelBacked
 
 #: Largest number of synchronous updates one ``relax`` call may ask for.
 MAX_RELAX_STEPS = 100_000
@@ -24,7 +25,7 @@ MAX_BATCH = 8192
 MAX_ABS_BETA = 100.0
 
 
-class EmulatedCrossbar(Driver):
+class EmulatedCrossbar(ModelBacked, Driver):
     """An :class:`~device_models.crossbar.CrossbarNetwork` served as an instrument.
 
     Parameters come from a lab entry: ``topology = {sizes = [...], w_max = [...]?}``,
@@ -158,16 +159,6 @@ class EmulatedCrossbar(Driver):
         self._check_weights("deltas", deltas, signed_range=True)
         achieved, report = self.model.update(deltas)
         return OpResult({"achieved": achieved}, report)
-
-    def read_weights(self) -> OpResult:
-        weights, report = self.model.read_weights()
-        return OpResult({"weights": weights}, report)
-
-    def export_state(self) -> dict[str, np.ndarray]:
-        return self.model.export_state()
-
-    def restore_state(self, state: Mapping[str, np.ndarray]) -> None:
-        self.model.restore_state(state)
 
     # ------------------------------------------------------------------ checks
     def _check_batch(self, field: str, a: np.ndarray, width: int, batch: int | None = None) -> int:

@@ -23,6 +23,7 @@ from device_models.stno_array import QUANTITIES, StnoArray
 from device_models.stno_config import StnoConfig
 from device_models.stno_sde import MIN_SPECTRUM_SAMPLES
 from device_server.drivers.base import Driver, InvalidArgument, OpResult, UnknownName
+from device_server.drivers.model_backed import ModelBacked
 
 #: Largest number of integration steps of one ``drive`` call.
 MAX_STEPS = 1_000_000
@@ -36,7 +37,7 @@ MAX_VALUES = 20_000_000
 DT_RESOLUTION = 0.05
 
 
-class EmulatedStnoArray(Driver):
+class EmulatedStnoArray(ModelBacked, Driver):
     """A :class:`~device_models.stno_array.StnoArray` served as an instrument.
 
     Lab entry: ``topology = {oscillators = N, inputs = M}``, ``preset`` (``uniform-mgo`` or
@@ -180,13 +181,3 @@ class EmulatedStnoArray(Driver):
                 raise InvalidArgument(f"weights.{name}", f"expected shape {shape}, got {tuple(a.shape)}")
         achieved, report = self.model.program(targets)
         return OpResult({"achieved": achieved}, report)
-
-    def read_weights(self) -> OpResult:
-        weights, report = self.model.read_weights()
-        return OpResult({"weights": weights}, report)
-
-    def export_state(self) -> dict[str, np.ndarray]:
-        return self.model.export_state()
-
-    def restore_state(self, state: Mapping[str, np.ndarray]) -> None:
-        self.model.restore_state(state)

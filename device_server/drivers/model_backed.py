@@ -1,0 +1,31 @@
+"""What every emulated driver does the same way: its chip model keeps the non-volatile state.
+
+An emulated driver wraps a model from :mod:`device_models` (``self.model``) that measures its
+own couplings and exports and restores them; the driver only adds the checks of its operations.
+Mixed in before :class:`~device_server.drivers.base.Driver`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from device_server.drivers.base import OpResult
+
+
+class ModelBacked:
+    """``read_weights``, ``export_state`` and ``restore_state`` delegated to ``self.model``."""
+
+    model: Any
+
+    def read_weights(self) -> OpResult:
+        weights, report = self.model.read_weights()
+        return OpResult({"weights": weights}, report)
+
+    def export_state(self) -> dict[str, np.ndarray]:
+        return self.model.export_state()
+
+    def restore_state(self, state: Mapping[str, np.ndarray]) -> None:
+        self.model.restore_state(state)
