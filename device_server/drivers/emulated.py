@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -54,9 +52,7 @@ class EmulatedCrossbar(ModelBacked, Driver):
         self.preset = preset
         self.config: CrossbarConfig = get_preset(preset).with_overrides(dict(overrides or {}))
         self.model = CrossbarNetwork(topology["sizes"], self.config, seed, topology.get("w_max"))
-        self.calibration_id = hashlib.sha256(
-            json.dumps([self.kind, dict(topology), preset, seed, self.config.__dict__], sort_keys=True, default=str).encode()
-        ).hexdigest()[:16]
+        self.calibration_id = self.calibration_of(topology, preset, seed, self.config)
 
     # ------------------------------------------------------------------ contract
     def describe(self) -> dict[str, Any]:

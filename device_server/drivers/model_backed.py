@@ -7,6 +7,8 @@ Mixed in before :class:`~device_server.drivers.base.Driver`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +21,12 @@ class ModelBacked:
     """``read_weights``, ``export_state`` and ``restore_state`` delegated to ``self.model``."""
 
     model: Any
+    kind: str
+
+    def calibration_of(self, topology: Mapping[str, Any], preset: str, seed: int, config: Any) -> str:
+        """Calibration id: a digest of everything the chip was built from (kind, topology, preset, seed, settings)."""
+        text = json.dumps([self.kind, dict(topology), preset, seed, config.__dict__], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def read_weights(self) -> OpResult:
         weights, report = self.model.read_weights()

@@ -10,8 +10,6 @@ the size of the answer) before the chip is touched, so a refused call draws no n
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -65,9 +63,7 @@ class EmulatedStnoArray(ModelBacked, Driver):
         self.preset = preset
         self.config: StnoConfig = get_stno_preset(preset).with_overrides(dict(overrides or {}))
         self.model = StnoArray(n, m, self.config, seed)
-        self.calibration_id = hashlib.sha256(
-            json.dumps([self.kind, dict(topology), preset, seed, self.config.__dict__], sort_keys=True,
-                       default=str).encode()).hexdigest()[:16]
+        self.calibration_id = self.calibration_of(topology, preset, seed, self.config)
 
     def dt_max_s(self) -> float:
         """[s] largest step that resolves relaxation and rotation of the fastest oscillator."""
