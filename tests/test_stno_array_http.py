@@ -117,6 +117,17 @@ def test_the_kit_catches_a_broken_drive(broken, rule):
     assert rule in report.failed_rules, report.summary()
 
 
+def test_a_refused_sequence_length_says_what_and_how_long(client):
+    """Steps one over the limit: the detail names the steps and shows the count whole (not 1e+06)."""
+    lim = client.describe(DEVICE)["limits"]
+    u = np.zeros((1, int(lim["steps"]["max"]) + 1, 1), np.float32)  # 4 MB: refused before the inputs are checked
+    with client.lease(DEVICE, holder="test-steps") as dev:
+        with pytest.raises(InvalidInput) as err:
+            dev.drive(u, 0.5 * lim["dt"]["max"])
+    assert err.value.field == "u"
+    assert f"steps {int(lim['steps']['max']) + 1} is beyond" in str(err.value.problem.get("detail")), err.value.problem
+
+
 def test_device_models_is_pure_physics():
     """No I/O and no import of the server or the client anywhere in ``device_models``."""
     allowed = {"numpy", "scipy", "device_models", "__future__", "dataclasses", "math", "typing", "collections"}
