@@ -10,11 +10,21 @@ Contenders, interleaved round by round, one BLAS thread, complex64 (float32) eve
 - ``bare``: the same number of bare vectorised complex Euler–Maruyama updates written here,
   ``c ← c·k + s·(ξ₁ + iξ₂)`` with a constant complex ``k`` and the same Gaussian draws (the
   floor any SDE integrator of this size pays: the noise must be drawn);
-- ``bare_noise_free``: ``c ← c·k`` alone, for scale (not the budget's reference).
+- ``bare_noise_free``: ``c ← c·k`` alone;
 - ``model_recurrent``: the model with a dense 512 × 512 recurrent coupling (a matrix product per
   step), for scale.
 
-Also the model's peak memory (tracemalloc, one run) beside the size of its input and answer.
+DESIGN.md §7 budgets the model at 3× "the same number of bare vectorised complex updates". Both
+readings are reported, each with its own verdict, and neither is chosen for the reader:
+``with_noise`` (an Euler–Maruyama update with its Gaussian increment, ``bare``) and ``noise_free``
+(the literal complex update ``c·k``, ``bare_noise_free``). The second cannot be met by any model
+with thermal noise drawn by NumPy: drawing the 2 × batch × oscillators normals of a step costs
+about a hundred times the update itself (``noise_draw_share_of_model`` says how much of the model's
+time it is). The model is not weakened to meet it.
+
+Also the model's peak memory: what one ``drive`` allocates beyond what it was given
+(tracemalloc, which NumPy reports its buffers to; one run after the timing), beside the size of
+its input and its answer.
 """
 
 from __future__ import annotations
@@ -75,23 +85,33 @@ def main(rounds: int = 5) -> dict:
     tracemalloc.stop()
     med = {name: summary(v)["median_s"] for name, v in samples.items()}
     ratio = med["model"] / med["bare"]
+    ratio_noise_free = med["model"] / med["bare_noise_free"]
     result = {
         "shape": {"batch": BATCH, "oscillators": OSCILLATORS, "steps": STEPS, "inputs": INPUTS, "dt_s": dt},
         "contenders": {name: summary(v) for name, v in samples.items()},
         "ratio_model_over_bare": ratio,
-        "ratio_model_over_bare_noise_free": med["model"] / med["bare_noise_free"],
+        "ratio_model_over_bare_noise_free": ratio_noise_free,
         "ratio_model_recurrent_over_bare": med["model_recurrent"] / med["bare"],
         "budget": BUDGET,
-        "within_budget": ratio <= BUDGET,
+        "budget_readings": {
+            "with_noise": {"reference": "bare", "ratio": ratio, "within_budget": ratio <= BUDGET},
+            "noise_free": {"reference": "bare_noise_free", "ratio": ratio_noise_free,
+                           "within_budget": ratio_noise_free <= BUDGET},
+        },
+        "within_budget": ratio <= BUDGET,  # the with_noise reading; see budget_readings for both
+        "noise_draw_share_of_model": (med["bare"] - med["bare_noise_free"]) / med["model"],
         "oscillator_steps_per_s_model": BATCH * OSCILLATORS * STEPS / med["model"],
         "peak_memory_bytes_model": peak,
         "input_bytes": u.nbytes,
         "answer_bytes": int(sum(v.nbytes for v in traces.values())),
     }
     path = write_result("stno_array", result)
-    print(f"   model {med['model']:.3f} s, bare {med['bare']:.3f} s: ratio {ratio:.2f} (budget {BUDGET}); "
-          f"noise-free bare {med['bare_noise_free']:.3f} s; recurrent {med['model_recurrent']:.3f} s; "
-          f"peak memory {peak / 2**20:.1f} MiB -> {path}")
+    verdict = {True: "within", False: "NOT within"}
+    print(f"   model {med['model']:.3f} s; against bare EM updates with their noise draw {med['bare']:.3f} s: "
+          f"{ratio:.2f}x ({verdict[ratio <= BUDGET]} the {BUDGET}x budget); against noise-free complex updates "
+          f"{med['bare_noise_free']:.3f} s: {ratio_noise_free:.0f}x ({verdict[ratio_noise_free <= BUDGET]}); "
+          f"the noise draw is {result['noise_draw_share_of_model']:.0%} of the model's time; recurrent "
+          f"{med['model_recurrent']:.3f} s; peak memory {peak / 2**20:.1f} MiB -> {path}")
     return result
 
 

@@ -24,8 +24,38 @@ def _f(default: Any, unit: str, doc: str, lo: float | None = None, hi: float | N
     return field(default=default, metadata={"unit": unit, "doc": doc, "min": lo, "max": hi})
 
 
+class DeclaredSettings:
+    """What every settings dataclass declared with :func:`_f` does alike (crossbar, STNO array, …)."""
+
+    def check_declared(self, skip: tuple[str, ...] = ()) -> None:
+        """Refuse a setting of the wrong type or beyond its declared ``[min, max]`` (``skip``: checked apart)."""
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            lo, hi = f.metadata.get("min"), f.metadata.get("max")
+            if f.type in ("bool", bool):
+                if not isinstance(value, bool):
+                    raise ValueError(f"setting {f.name!r} must be true or false, got {value!r}")
+                continue
+            if f.name in skip:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"setting {f.name!r} must be a finite number, got {value!r}")
+            if f.type in ("int", int) and not isinstance(value, int):
+                raise ValueError(f"setting {f.name!r} must be an integer, got {value!r}")
+            if (lo is not None and value < lo) or (hi is not None and value > hi):
+                raise ValueError(f"setting {f.name!r} = {value} is outside [{lo}, {hi}] {f.metadata['unit']}")
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Any:
+        """Return a copy with ``overrides`` applied; unknown names raise ``ValueError``."""
+        known = {f.name for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown setting(s) {unknown}; known: {sorted(known)}")
+        return dataclasses.replace(self, **overrides)  # type: ignore[type-var]
+
+
 @dataclass(frozen=True)
-class CrossbarConfig:
+class CrossbarConfig(DeclaredSettings):
     """Physics and non-idealities of an MTJ crossbar network with STNO neurons.
 
     Synapse: a differential pair of multi-level MTJ cells, weight ``(G⁺ − G⁻)/G_unit``; each cell
@@ -84,21 +114,7 @@ class CrossbarConfig:
     dtype: str = _f("float32", "", "floating-point type of the emulation (float32 or float64)")
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            lo, hi = f.metadata.get("min"), f.metadata.get("max")
-            if f.type in ("bool", bool):
-                if not isinstance(value, bool):
-                    raise ValueError(f"setting {f.name!r} must be true or false, got {value!r}")
-                continue
-            if f.name in ("dtype", "activation"):
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"setting {f.name!r} must be a finite number, got {value!r}")
-            if f.type in ("int", int) and not isinstance(value, int):
-                raise ValueError(f"setting {f.name!r} must be an integer, got {value!r}")
-            if (lo is not None and value < lo) or (hi is not None and value > hi):
-                raise ValueError(f"setting {f.name!r} = {value} is outside [{lo}, {hi}] {f.metadata['unit']}")
+        self.check_declared(skip=("dtype", "activation"))
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"setting 'dtype' must be 'float32' or 'float64', got {self.dtype!r}")
         if self.activation not in ACTIVATIONS:
@@ -108,16 +124,8 @@ class CrossbarConfig:
         if self.levels == 1:
             raise ValueError("setting 'levels' must be 0 (continuous) or at least 2")
 
-    def with_overrides(self, overrides: dict[str, Any]) -> "CrossbarConfig":
-        """Return a copy with ``overrides`` applied; unknown names raise ``ValueError``."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(f"unknown setting(s) {unknown}; known: {sorted(known)}")
-        return dataclasses.replace(self, **overrides)
 
-
-def settings_table(config: CrossbarConfig) -> dict[str, dict[str, Any]]:
+def settings_table(config: DeclaredSettings) -> dict[str, dict[str, Any]]:
     """Declaration of every setting: value, unit, meaning and limits (served by ``describe()``).
 
     Settings are fixed when the lab loads (preset plus overrides); a value beyond its limits is

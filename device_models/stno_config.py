@@ -15,19 +15,16 @@ every value: :mod:`device_models.presets.stno`.
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from dataclasses import dataclass
-from typing import Any
 
-from device_models.config import _f
+from device_models.config import DeclaredSettings, _f
 
 #: Boltzmann constant [J/K] (CODATA 2018, exact).
 K_B = 1.380649e-23
 
 
 @dataclass(frozen=True)
-class StnoConfig:
+class StnoConfig(DeclaredSettings):
     """Physics of one kind of STNO, its spreads, and the bench around an array of them."""
 
     # --- oscillator (auto-oscillator model) ------------------------------------------------
@@ -66,15 +63,7 @@ class StnoConfig:
     dtype: str = _f("float32", "", "floating-point type of the emulation (float32 or float64)")
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            if f.name == "dtype":
-                continue
-            value = getattr(self, f.name)
-            lo, hi = f.metadata.get("min"), f.metadata.get("max")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"setting {f.name!r} must be a finite number, got {value!r}")
-            if (lo is not None and value < lo) or (hi is not None and value > hi):
-                raise ValueError(f"setting {f.name!r} = {value} is outside [{lo}, {hi}] {f.metadata['unit']}")
+        self.check_declared(skip=("dtype",))
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"setting 'dtype' must be 'float32' or 'float64', got {self.dtype!r}")
 
@@ -82,11 +71,3 @@ class StnoConfig:
     def thermal_power(self) -> float:
         """Mean power ``k_BT/ℰ₀`` of the thermal floor (equipartition at ζ = 0)."""
         return K_B * self.temperature_k / self.mode_energy_j
-
-    def with_overrides(self, overrides: dict[str, Any]) -> StnoConfig:
-        """A copy with ``overrides`` applied; unknown names raise ``ValueError``."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(f"unknown setting(s) {unknown}; known: {sorted(known)}")
-        return dataclasses.replace(self, **overrides)

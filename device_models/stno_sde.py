@@ -36,6 +36,8 @@ from device_models import stno
 
 #: Steps whose coefficients are computed at once (bounds memory: batch × block × oscillators).
 BLOCK_STEPS = 8
+#: Fewest samples a spectrum is taken of (the Hann window of one or two points is all zeros).
+MIN_SPECTRUM_SAMPLES = 3
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,7 @@ def integrate(
         grow += 1.0
         k = (z + qq) * gdt + 1j * ndt
         p0 = np.maximum(z - 1.0, 0.0)
-        p0 /= z + qq
+        p0 /= np.maximum(z + qq, 1.0)  # = z + Q wherever z > 1; elsewhere p0 = 0 (and never 0/0 at z = −Q)
         p0 *= qq
         p0 += 1.0
         p0 *= noise_unit
@@ -202,8 +204,8 @@ def integrate(
             noise = rng.standard_normal((batch, n, 2), dtype=real).view(cdtype)[..., 0]
             noise *= s
             c += noise
-            if t0 + j == next_sample:
-                samples[:, k_sample] = c[:, idx] if record.amplitude else p[:, idx]
+            if t0 + j == next_sample:  # the state after this step (p above is the power before it)
+                samples[:, k_sample] = c[:, idx] if record.amplitude else power(c[:, idx])
                 zeta_samples[:, k_sample] = z_now[:, idx]
                 k_sample += 1
                 next_sample = sample_steps[k_sample] if k_sample < n_samples else -1
@@ -222,6 +224,8 @@ def spectrum(signal: np.ndarray, dt_s: float, axis: int = -2) -> tuple[np.ndarra
     over frequency to the mean of ``|signal|²`` (Parseval, with the window's power normalised).
     """
     n = signal.shape[axis]
+    if n < MIN_SPECTRUM_SAMPLES:  # the Hann window of 1 or 2 points is all zeros: nothing to normalise
+        raise ValueError(f"a spectrum needs at least {MIN_SPECTRUM_SAMPLES} samples, got {n}")
     window = np.hanning(n)
     shape = [1] * signal.ndim
     shape[axis] = n

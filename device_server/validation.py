@@ -41,8 +41,11 @@ def enforce(limits: dict[str, dict[str, Any]], name: str, value: Any, field: str
         return out if isinstance(value, np.ndarray) else out.item()
     worst = float(arr.min()) if low_bad else float(arr.max())
     unit = spec.get("unit", "")
+    # a count is shown whole (1000001, not 1e+06), and a limit on a derived quantity says which
+    shown = str(int(worst)) if worst.is_integer() and abs(worst) < 1e15 else f"{worst:.6g}"
+    what = "value" if field == name else spec.get("label", name)
     raise InvalidInput(
-        f"{field}: value {worst:.6g} is beyond the device's limit [{lo}, {hi}] {unit}".rstrip(),
+        f"{field}: {what} {shown} is beyond the device's limit [{lo}, {hi}] {unit}".rstrip(),
         field=field,
     )
 

@@ -82,6 +82,7 @@ def test_drive_records_only_what_is_asked(client, json_client):
         (lambda b, lim: b.update(every=0), "record.every"),
         (lambda b, lim: b.update(start=10), "record.start"),
         (lambda b, lim: b.update(quantities=["voltage"]), "record.quantities"),
+        (lambda b, lim: b.update(quantities=["power", "spectrum"], every=5), "record.quantities"),  # 2 samples
         (lambda b, lim: b.update(u=np.zeros((200, 2000, 8), np.float32), every=1), "record"),
     ],
 )
@@ -114,6 +115,17 @@ class IgnoresSubset(EmulatedStnoArray):
 def test_the_kit_catches_a_broken_drive(broken, rule):
     report = run_conformance(broken, EmulatedStnoArray.conformance_entry)
     assert rule in report.failed_rules, report.summary()
+
+
+def test_a_refused_sequence_length_says_what_and_how_long(client):
+    """Steps one over the limit: the detail names the steps and shows the count whole (not 1e+06)."""
+    lim = client.describe(DEVICE)["limits"]
+    u = np.zeros((1, int(lim["steps"]["max"]) + 1, 1), np.float32)  # 4 MB: refused before the inputs are checked
+    with client.lease(DEVICE, holder="test-steps") as dev:
+        with pytest.raises(InvalidInput) as err:
+            dev.drive(u, 0.5 * lim["dt"]["max"])
+    assert err.value.field == "u"
+    assert f"steps {int(lim['steps']['max']) + 1} is beyond" in str(err.value.problem.get("detail")), err.value.problem
 
 
 def test_device_models_is_pure_physics():

@@ -12,7 +12,12 @@ choices, not fitted to one chip.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TypeVar
+
 from device_models.config import CrossbarConfig
+
+T = TypeVar("T")
 
 DEFAULT_V1 = CrossbarConfig()
 
@@ -29,9 +34,14 @@ IDEAL = CrossbarConfig(
 PRESETS: dict[str, CrossbarConfig] = {"default-v1": DEFAULT_V1, "ideal": IDEAL}
 
 
-def get_preset(name: str) -> CrossbarConfig:
-    """The preset called ``name``; ``KeyError`` names the known ones."""
+def lookup(presets: Mapping[str, T], name: str, what: str = "preset") -> T:
+    """The entry ``name`` of a preset table; ``KeyError`` names the known ones."""
     try:
-        return PRESETS[name]
+        return presets[name]
     except KeyError:
-        raise KeyError(f"unknown preset {name!r}; known: {sorted(PRESETS)}") from None
+        raise KeyError(f"unknown {what} {name!r}; known: {sorted(presets)}") from None
+
+
+def get_preset(name: str) -> CrossbarConfig:
+    """The crossbar preset called ``name``; ``KeyError`` names the known ones."""
+    return lookup(PRESETS, name)

@@ -17,6 +17,7 @@ are the project's choices. ``mode_energy_j`` is derived, as noted in its source 
 
 from __future__ import annotations
 
+from device_models.presets import lookup
 from device_models.stno_config import StnoConfig
 
 #: Gyrotropic vortex mode, FeB free layer, diameter 375 nm.
@@ -81,7 +82,4 @@ SOURCES: dict[str, dict[str, str]] = {
 
 def get_stno_preset(name: str) -> StnoConfig:
     """The STNO preset called ``name``; ``KeyError`` names the known ones."""
-    try:
-        return STNO_PRESETS[name]
-    except KeyError:
-        raise KeyError(f"unknown STNO preset {name!r}; known: {sorted(STNO_PRESETS)}") from None
+    return lookup(STNO_PRESETS, name, "STNO preset")

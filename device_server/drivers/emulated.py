@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,6 +12,7 @@ from device_models.crossbar import CrossbarNetwork
 from device_models.mtj_test_junctions import JunctionParams, TestJunctions
 from device_models.presets import get_preset
 from device_server.drivers.base import Driver, InvalidArgument, OpResult, UnknownName
+from device_server.drivers.model_backed import ModelBacked
 
 #: Largest number of synchronous updates one ``relax`` call may ask for.
 MAX_RELAX_STEPS = 100_000
@@ -31,7 +30,7 @@ MAX_PROBE_PULSES = 2_000_000
 MAX_PULSE_V = 0.9
 
 
-class EmulatedCrossbar(Driver):
+class EmulatedCrossbar(ModelBacked, Driver):
     """An :class:`~device_models.crossbar.CrossbarNetwork` served as an instrument.
 
     Parameters come from a lab entry: ``topology = {sizes = [...], w_max = [...]?}``,
@@ -68,9 +67,7 @@ class EmulatedCrossbar(Driver):
                            tmr_dtod=c.tmr_dtod),
             TEST_JUNCTIONS, np.random.SeedSequence(int(seed), spawn_key=(2,)),  # a stream of their own
         )
-        self.calibration_id = hashlib.sha256(
-            json.dumps([self.kind, dict(topology), preset, seed, self.config.__dict__], sort_keys=True, default=str).encode()
-        ).hexdigest()[:16]
+        self.calibration_id = self.calibration_of(topology, preset, seed, self.config)
 
     # ------------------------------------------------------------------ contract
     def describe(self) -> dict[str, Any]:
@@ -191,10 +188,6 @@ class EmulatedCrossbar(Driver):
         achieved, report = self.model.update(deltas)
         return OpResult({"achieved": achieved}, report)
 
-    def read_weights(self) -> OpResult:
-        weights, report = self.model.read_weights()
-        return OpResult({"weights": weights}, report)
-
     def probe(self, structure: str, inputs: Mapping[str, np.ndarray]) -> OpResult:
         if structure != "junction":
             raise UnknownName("structure", f"no test structure {structure!r}; the device has ['junction']")
@@ -218,12 +211,6 @@ class EmulatedCrossbar(Driver):
                   "energy_terms_j": {"pulse": cost["energy_pulse_j"], "read": cost["energy_read_j"]},
                   "pulses": int(v.size)}
         return OpResult({"outputs": outputs}, report)
-
-    def export_state(self) -> dict[str, np.ndarray]:
-        return self.model.export_state()
-
-    def restore_state(self, state: Mapping[str, np.ndarray]) -> None:
-        self.model.restore_state(state)
 
     # ------------------------------------------------------------------ checks
     def _check_batch(self, field: str, a: np.ndarray, width: int, batch: int | None = None) -> int:

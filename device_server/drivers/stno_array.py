@@ -10,8 +10,6 @@ the size of the answer) before the chip is touched, so a refused call draws no n
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,7 +19,9 @@ from device_models.config import settings_table
 from device_models.presets.stno import SOURCES, get_stno_preset
 from device_models.stno_array import QUANTITIES, StnoArray
 from device_models.stno_config import StnoConfig
+from device_models.stno_sde import MIN_SPECTRUM_SAMPLES
 from device_server.drivers.base import Driver, InvalidArgument, OpResult, UnknownName
+from device_server.drivers.model_backed import ModelBacked
 
 #: Largest number of integration steps of one ``drive`` call.
 MAX_STEPS = 1_000_000
@@ -35,7 +35,7 @@ MAX_VALUES = 20_000_000
 DT_RESOLUTION = 0.05
 
 
-class EmulatedStnoArray(Driver):
+class EmulatedStnoArray(ModelBacked, Driver):
     """A :class:`~device_models.stno_array.StnoArray` served as an instrument.
 
     Lab entry: ``topology = {oscillators = N, inputs = M}``, ``preset`` (``uniform-mgo`` or
@@ -63,9 +63,7 @@ class EmulatedStnoArray(Driver):
         self.preset = preset
         self.config: StnoConfig = get_stno_preset(preset).with_overrides(dict(overrides or {}))
         self.model = StnoArray(n, m, self.config, seed)
-        self.calibration_id = hashlib.sha256(
-            json.dumps([self.kind, dict(topology), preset, seed, self.config.__dict__], sort_keys=True,
-                       default=str).encode()).hexdigest()[:16]
+        self.calibration_id = self.calibration_of(topology, preset, seed, self.config)
 
     def dt_max_s(self) -> float:
         """[s] largest step that resolves relaxation and rotation of the fastest oscillator."""
@@ -157,6 +155,10 @@ class EmulatedStnoArray(Driver):
         samples = (steps - start) // every
         if samples < 1:
             raise InvalidArgument("record.every", f"every {every} from step {start} records no sample of {steps} steps")
+        if "spectrum" in quantities and samples < MIN_SPECTRUM_SAMPLES:
+            raise InvalidArgument("record.quantities", f"a spectrum needs at least {MIN_SPECTRUM_SAMPLES} samples, "
+                                  f"every {every} from step {start} of {steps} steps records {samples}; record "
+                                  "more often (every), from an earlier step (start) or a longer sequence")
         values = batch * samples * n_rec * len(set(quantities))
         if values > MAX_VALUES:
             raise InvalidArgument("record", f"{values} recorded values exceed the {MAX_VALUES} one answer may carry; "
@@ -175,13 +177,3 @@ class EmulatedStnoArray(Driver):
                 raise InvalidArgument(f"weights.{name}", f"expected shape {shape}, got {tuple(a.shape)}")
         achieved, report = self.model.program(targets)
         return OpResult({"achieved": achieved}, report)
-
-    def read_weights(self) -> OpResult:
-        weights, report = self.model.read_weights()
-        return OpResult({"weights": weights}, report)
-
-    def export_state(self) -> dict[str, np.ndarray]:
-        return self.model.export_state()
-
-    def restore_state(self, state: Mapping[str, np.ndarray]) -> None:
-        self.model.restore_state(state)
