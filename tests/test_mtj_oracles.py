@@ -225,3 +225,22 @@ def test_write_and_verify_of_a_784x512_crossbar_keeps_default_v1s_statistics():
     assert report["device_time_s"] == pytest.approx(report["pulses"] * (c.t_pulse_s + c.t_read_s))
     assert report["energy_terms_j"]["write"] > 0 and report["energy_terms_j"]["verify"] > 0
     assert report["pulses_per_pair_max"] >= report["pulses"] / report["pairs_written"]
+
+
+def test_above_i_c0_the_thermal_law_is_capped_at_one_attempt_time():
+    """The thermally assisted law holds below ``I_c0`` only; above it (precessional switching, not
+    modelled) the dwell is held at ``τ₀`` — continuous at ``I_c0``, never shorter, P_sw monotone in I."""
+    p = NOMINAL
+    i = np.linspace(0.5, 2.0, 301) * p.i_c0_p2ap_a
+    tau = mtj.dwell_time_s(i, p.i_c0_p2ap_a, p.delta, p.tau0_s)
+    below = i < p.i_c0_p2ap_a
+    np.testing.assert_allclose(tau[below], p.tau0_s * np.exp(p.delta * (1 - i[below] / p.i_c0_p2ap_a)), rtol=1e-12)
+    assert np.all(tau[~below] == p.tau0_s)
+    assert np.all(np.diff(mtj.switching_probability(5e-9, tau)) >= 0)
+    # and the test junctions use it: a 0.9 V pulse of 2 τ₀ (I ≈ 1.7 I_c0) switches with 1 − e^{−2}
+    n = 20_000
+    j = _junctions(p, n, seed=15)
+    out, _ = j.pulse(np.full((n, 1), 0.9), np.full((n, 1), 2 * p.tau0_s))
+    frac = float((out["r_ohm"] > p.r_p_ohm * (1 + 0.5 * mtj.tmr(0.9, p.tmr0, p.v_h_v))).mean())  # AP under 0.9 V
+    want = 1 - np.exp(-2.0)
+    assert _within(frac, want, np.sqrt(want * (1 - want) / n))
