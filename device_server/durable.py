@@ -5,7 +5,8 @@ was persisted for it: the last snapshot with the journal replayed on top, checke
 device's identity (a lab file that changed the chip is refused, not silently mixed). After each
 acknowledged write (``program``, ``update``) the server calls :meth:`DurableDevices.persist_write`
 under the device lock, before answering: one transaction holds the cells the write changed and
-the answer stored under its ``Idempotency-Key``, committed with an fsync. So a write that was
+the answer stored under its ``Idempotency-Key``, committed with an fsync. A ``probe`` is persisted
+the same way (its pulses switch a chip's test junctions), without its answer. So a write that was
 answered is on disk, and a write whose answer was lost in a crash is either wholly there (and
 its retry replays the stored answer) or wholly absent (and its retry applies it): never half.
 """
@@ -51,7 +52,8 @@ class DurableDevices:
                 f"but the lab now builds it as {identity} (lab file changed?); use another state directory"
             )
         if saved.snapshot is not None or saved.journal:
-            arrays = {name: np.array(a, copy=True) for name, a in (saved.snapshot or fresh).items()}
+            # arrays a newer driver exports but the saved state predates start from the fresh device
+            arrays = {name: np.array(a, copy=True) for name, a in {**fresh, **(saved.snapshot or {})}.items()}
             for entry in saved.journal:
                 apply_changes(arrays, entry)
             try:

@@ -12,6 +12,7 @@ import argparse
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgpack
 import numpy as np
 import pytest
 
@@ -106,3 +107,83 @@ def test_bad_probes_are_refused_naming_the_field(url: str):
                 assert exc.field == field, (structure, kwargs, exc)
             else:
                 raise AssertionError(f"probe {structure} {list(kwargs)} was accepted")
+
+
+def _mp(obj) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def _arr(a, dtype: str = "<f8") -> dict:
+    a = np.ascontiguousarray(a, dtype=dtype)
+    return {"dtype": dtype, "shape": list(a.shape), "data": a.tobytes()}
+
+
+JUNCTION_OK = {"structure": "junction", "inputs": {"v_v": [[0.6, -0.6, 0.6]] * 4, "t_s": [1e-8]}}
+RESONATOR_OK = {"structure": "resonator", "inputs": {"f_hz": [2e9, 2.02e9, 1.98e9], "p_w": [1e-6], "f_r_hz": [2e9],
+                                                     "position": [0]}}
+#: (device, body, content type, status, field) of bad probes, JSON and msgpack
+BAD_PROBES = [
+    ("crossbar-mnist", b'{"structure": "junction", "inputs": {"v_v": [[NaN]], "t_s": [1e-9]}}', "json", 422,
+     "inputs.v_v"),
+    ("crossbar-mnist", _mp({"structure": "junction", "inputs": {"v_v": _arr(np.zeros((2, 2))),
+                                                               "t_s": _arr(np.full(2, np.inf))}}), "msgpack", 422,
+     "inputs.t_s"),
+    ("crossbar-mnist", _mp({"structure": "junction", "inputs": {"v_v": _arr(np.zeros((1, 2, 2))), "t_s": _arr([1e-9])}}),
+     "msgpack", 422, "inputs.v_v"),
+    ("crossbar-mnist", _mp({"structure": "junction", "inputs": {"v_v": _arr(np.zeros((2, 2)), "<c16"),
+                                                               "t_s": _arr([1e-9])}}), "msgpack", 422, "inputs.v_v"),
+    ("crossbar-mnist", b'{"structure": "junction", "inputs": {"v_v": [[0.1, "a"]], "t_s": [1e-9]}}', "json", 422,
+     "inputs.v_v"),
+    ("crossbar-mnist", b'{"structure": "junction", "inputs": {"v_v": [[0.1]], "t_s": [1.0]}}', "json", 422,
+     "inputs.t_s"),
+    ("crossbar-mnist", b'{"structure": "junction", "inputs": {"v_v": [[0.1]], "t_s": [1e-9]}, "gain": 2}', "json", 422,
+     "gain"),
+    ("crossbar-mnist", b'{"structure": 5, "inputs": {}}', "json", 422, "structure"),
+    # one junction, a pulse train long enough to hold the device for minutes
+    ("crossbar-mnist", _mp({"structure": "junction", "inputs": {"v_v": _arr(np.zeros((1, 100_000))),
+                                                               "t_s": _arr([1e-9])}}), "msgpack", 422, "inputs.v_v"),
+    ("rf-drone", b'{"structure": "resonator", "inputs": {"f_hz": [1e9], "p_w": [1e-6], "f_r_hz": [1e9], '
+                 b'"position": [-1]}}', "json", 422, "inputs.position"),
+    ("rf-drone", b'{"structure": "resonator", "inputs": {"f_hz": [NaN], "p_w": [1e-6], "f_r_hz": [1e9], '
+                 b'"position": [0]}}', "json", 422, "inputs.f_hz"),
+    ("rf-drone", b'{"structure": "resonator", "inputs": {"f_hz": [1e9], "p_w": [1e-3], "f_r_hz": [1e9], '
+                 b'"position": [0]}}', "json", 422, "inputs.p_w"),
+    ("rf-drone", b'{"structure": "resonator", "inputs": {"f_hz": [1e9, 2e9], "p_w": [1e-6, 1e-6, 1e-6], '
+                 b'"f_r_hz": [1e9], "position": [0]}}', "json", 422, "inputs"),
+    ("rf-drone", b'{"structure": "resonator", "inputs": {"f_hz": [1e9], "p_w": [1e-6], "f_r_hz": [1e9]}}', "json",
+     422, "inputs.position"),
+    ("rf-drone", b'{"structure": "junction", "inputs": {"v_v": [[0.1]], "t_s": [1e-9]}}', "json", 404, "structure"),
+    ("rf-drone", _mp({"structure": "resonator", "inputs": {"f_hz": _arr(np.full((2000, 1), 1e9)),
+                                                          "p_w": _arr(np.full((1, 2000), 1e-6)), "f_r_hz": _arr([1e9]),
+                                                          "position": _arr([0])}}), "msgpack", 422, "inputs"),
+    ("rf-drone", b'{"x": [[0.5]]}', "json", 422, "x"),
+]
+
+
+def test_bad_probes_are_4xx_naming_the_field_and_leave_the_noise_stream_untouched():
+    """Every bad probe (JSON and msgpack) is a problem-details 4xx naming the field; afterwards a good
+    probe of each device answers bit for bit what it answers on a twin lab that never saw them (test
+    junction states and the noise streams untouched)."""
+    from fastapi.testclient import TestClient
+
+    from device_server.app import create_app
+    from device_server.settings import Settings
+    from trainer_client import codec
+
+    def good_probes(tc: TestClient, tokens: dict[str, str]) -> list[list]:
+        return [tc.post(f"/v1/devices/{dev}/probe", json=body, headers={"X-Lease-Token": tokens[dev]}).json()["outputs"]
+                for dev, body in (("crossbar-mnist", JUNCTION_OK), ("rf-drone", RESONATOR_OK))]
+
+    answers = []
+    for send_bad in (True, False):
+        with TestClient(create_app(Settings(open=True, ephemeral=True))) as tc:
+            tokens = {dev: tc.post(f"/v1/devices/{dev}/leases", json={"holder": "t"}).json()["token"]
+                      for dev in ("crossbar-mnist", "rf-drone")}
+            for dev, body, kind, status, field in BAD_PROBES if send_bad else []:
+                path = f"/v1/devices/{dev}/{'forward' if b'structure' not in body else 'probe'}"
+                r = tc.post(path, content=body, headers={"X-Lease-Token": tokens[dev],
+                                                         "Content-Type": codec.MSGPACK if kind == "msgpack" else codec.JSON})
+                assert r.headers["content-type"].startswith("application/problem+json"), (dev, body[:80], r.text)
+                assert (r.status_code, r.json().get("field")) == (status, field), (dev, body[:80], r.json())
+            answers.append(good_probes(tc, tokens))
+    assert answers[0] == answers[1]

@@ -206,3 +206,28 @@ def test_leases_queue_keys_and_fencing_survive_a_crash(tmp_path):
         bob.close()
     finally:
         server.stop()
+
+
+def test_test_junction_states_written_by_a_probe_survive_kill_9(tmp_path):
+    """A probe's pulses switch test junctions (non-volatile MTJs): once answered, the states they left
+    are on disk, so after ``kill -9`` a read-only probe (0 V, 0.1 ns) measures them unchanged."""
+    lab_path = write_lab(tmp_path / "lab.toml", SMALL_LAB)
+    server = LocalServer(lab=lab_path, state_dir=tmp_path / "state", port=free_port(), extra_args=["--open"],
+                         log_path=tmp_path / "server.log")
+    rows = 64
+    # every other junction pushed to AP far above I_c0 (switches with certainty), the rest left in P
+    v = np.where(np.arange(rows) % 2 == 0, 0.9, 0.0)[:, None]
+    look = {"v_v": np.zeros((rows, 1)), "t_s": np.full((rows, 1), 1e-10)}  # a read that disturbs nothing
+    try:
+        with DeviceClient(server.start(), retries=0) as client, client.lease(DEVICE) as lease:
+            before = lease.probe("junction", **look)["outputs"]["r_read_ohm"][:, 0]
+            lease.probe("junction", v_v=v, t_s=np.full((rows, 1), 100e-9))
+            after = lease.probe("junction", **look)["outputs"]["r_read_ohm"][:, 0]
+        assert np.all(after[::2] > 1.5 * before[::2]) and np.allclose(after[1::2], before[1::2], rtol=0.05)
+        server.kill()
+        with DeviceClient(server.start(), retries=0) as client, client.lease(DEVICE) as lease:
+            again = lease.probe("junction", **look)["outputs"]["r_read_ohm"][:, 0]
+        # the junctions' states came back (read noise 0.5 %: far below the AP/P contrast of ~2)
+        assert np.allclose(again, after, rtol=0.05), (again[:4], after[:4])
+    finally:
+        server.kill()

@@ -28,6 +28,11 @@ TEST_JUNCTIONS = 4096
 MAX_PROBE_PULSES = 2_000_000
 #: Safe-operating limit of a test-junction pulse [V] (tunnel barrier breakdown near 1 V).
 MAX_PULSE_V = 0.9
+#: Longest pulse sequence of one test junction in one probe (the sequence is a Python loop over
+#: pulses, vectorised over rows: about 0.1 ms a pulse, so one call holds the device ≲ 2 s).
+MAX_PROBE_SEQUENCE = 20_000
+#: Name of the test junctions' states in :meth:`EmulatedCrossbar.export_state`.
+JUNCTION_STATE = "junctions.state"
 
 
 class EmulatedCrossbar(ModelBacked, Driver):
@@ -195,6 +200,9 @@ class EmulatedCrossbar(ModelBacked, Driver):
         if v.ndim != 2 or not 1 <= v.shape[0] <= TEST_JUNCTIONS or v.shape[1] < 1:
             raise InvalidArgument("inputs.v_v", f"expected shape (rows ≤ {TEST_JUNCTIONS}, pulses ≥ 1), "
                                   f"got {tuple(v.shape)}")
+        if v.shape[1] > MAX_PROBE_SEQUENCE:
+            raise InvalidArgument("inputs.v_v", f"{v.shape[1]} pulses per junction exceed the {MAX_PROBE_SEQUENCE} "
+                                  "one call may apply; split the sequence (junctions keep their state)")
         if v.size > MAX_PROBE_PULSES:
             raise InvalidArgument("inputs.v_v", f"{v.size} pulses exceed the {MAX_PROBE_PULSES} one call may apply")
         try:
@@ -211,6 +219,25 @@ class EmulatedCrossbar(ModelBacked, Driver):
                   "energy_terms_j": {"pulse": cost["energy_pulse_j"], "read": cost["energy_read_j"]},
                   "pulses": int(v.size)}
         return OpResult({"outputs": outputs}, report)
+
+    def export_state(self) -> dict[str, np.ndarray]:
+        """The crossbar's programmed cells and the test junctions' states (``junctions.state``: 0 P, 1 AP).
+
+        A test junction is a non-volatile MTJ like the cells: the state a probe's pulses left is
+        part of what the caller was answered, so it is persisted with the cells.
+        """
+        return {**self.model.export_state(), JUNCTION_STATE: self.junctions.state}
+
+    def restore_state(self, state: Mapping[str, np.ndarray]) -> None:
+        state = dict(state)
+        junctions = state.pop(JUNCTION_STATE, None)  # absent in a state saved before junctions were persisted
+        if junctions is not None:
+            junctions = np.asarray(junctions)
+            if junctions.shape != self.junctions.state.shape or not np.isin(junctions, (0, 1)).all():
+                raise ValueError(f"{JUNCTION_STATE}: expected {self.junctions.count} states of 0 (P) or 1 (AP)")
+        self.model.restore_state(state)
+        if junctions is not None:
+            self.junctions.state = junctions.astype(np.int8)
 
     # ------------------------------------------------------------------ checks
     def _check_batch(self, field: str, a: np.ndarray, width: int, batch: int | None = None) -> int:

@@ -65,7 +65,7 @@ class EmulatedRFNetwork(Driver):
             "resonator.f_r_hz": {"label": "resonance frequency", "min": 1e8, "max": 1e11, "unit": "Hz",
                                  "policy": "reject"},
             "resonator.position": {"label": "position in the chain", "min": 0, "max": 4096, "unit": "1",
-                                   "policy": "reject", "doc": "k: the sign of the response is (−1)^k"},
+                                   "policy": "reject", "doc": "k (rounded down to a whole number): the sign of the response is (−1)^k"},
         }
         std, resolution = {}, {}
         for name in m.weight_names():
@@ -144,7 +144,8 @@ class EmulatedRFNetwork(Driver):
         except ValueError:
             raise InvalidArgument("inputs", "f_hz, p_w, f_r_hz and position must broadcast to one shape") from None
         if f.size > MAX_PROBE_POINTS:
-            raise InvalidArgument("inputs.f_hz", f"{f.size} points exceed the {MAX_PROBE_POINTS} one call may take")
+            raise InvalidArgument("inputs", f"the inputs broadcast to {f.size} points, beyond the {MAX_PROBE_POINTS} "
+                                  "one call may take")
         c = self.config
         v = self.model.resonator_v(f, p, f_r, np.floor(k))
         device_time = f.size * c.t_integrate_s

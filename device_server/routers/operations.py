@@ -62,6 +62,9 @@ Operator = Annotated[Principal, Security(authorize, scopes=["operate:devices"])]
 Programmer = Annotated[Principal, Security(authorize, scopes=["program:devices"])]
 #: Operations that change the device's non-volatile state: durable before they are answered.
 WRITES = frozenset({"program", "update"})
+#: Operations whose changes to the non-volatile state are persisted before they are answered: the
+#: writes, and ``probe`` (pulses switch a chip's test junctions; its answer is not kept for replay).
+PERSISTED = WRITES | {"probe"}
 
 #: A prepared call: limits enforced, ready to run on the driver in a worker thread.
 Call = Callable[[Driver], OpResult]
@@ -150,11 +153,11 @@ async def run_operation(
                 report["clipped"] = clipped
             content = {**result.arrays, "report": report}
             request.state.audit |= {"device_time_s": report["device_time_s"], "energy_j": report["energy_j"]}
-            if operation in WRITES:  # on disk before it is answered (device lock still held)
-                await run_in_threadpool(ctx.durable.persist_write, device_id, driver, operation, idempotency_key,
-                                        owner, fingerprint, content)
+            if operation in PERSISTED:  # on disk before it is answered (device lock still held)
+                await run_in_threadpool(ctx.durable.persist_write, device_id, driver, operation,
+                                        idempotency_key if operation in WRITES else None, owner, fingerprint, content)
         except BaseException:
-            if operation in WRITES:  # not acknowledged: the device goes back to what is on disk
+            if operation in PERSISTED:  # not acknowledged: the device goes back to what is on disk
                 await run_in_threadpool(ctx.durable.rollback, device_id, driver)
             raise
         if idempotency_key:
