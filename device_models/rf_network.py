@@ -28,25 +28,20 @@ of order 10³ V/W, µW tones, GHz bands), not a fit to the devices of the paper.
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from device_models import stno
+from device_models.config import DeclaredSettings, _f
 
 MODEL_VERSION = "rf-network-1.0"
 
 
-def _f(default: Any, unit: str, doc: str, lo: float | None = None, hi: float | None = None) -> Any:
-    return field(default=default, metadata={"unit": unit, "doc": doc, "min": lo, "max": hi})
-
-
 @dataclass(frozen=True)
-class RFConfig:
+class RFConfig(DeclaredSettings):
     """Physics and non-idealities of an RF spin-diode network (``*_dtod`` drawn once, ``*_std`` per operation)."""
 
     alpha: float = _f(0.01, "1", "resonance half-width as a fraction of f_r (α)", 1e-4, 0.5)
@@ -75,22 +70,9 @@ class RFConfig:
     t_sample_s: float = _f(5e-6, "s", "RF source update and readout per input vector (instrument clock)", 0.0, 1.0)
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value, lo, hi = getattr(self, f.name), f.metadata.get("min"), f.metadata.get("max")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"setting {f.name!r} must be a finite number, got {value!r}")
-            if (lo is not None and value < lo) or (hi is not None and value > hi):
-                raise ValueError(f"setting {f.name!r} = {value} is outside [{lo}, {hi}] {f.metadata['unit']}")
+        self.check_declared()
         if self.f_in_min_hz >= self.f_in_max_hz or self.f_neuron_min_hz >= self.f_neuron_max_hz:
             raise ValueError("each band's min frequency must be below its max")
-
-    def with_overrides(self, overrides: Mapping[str, Any]) -> "RFConfig":
-        """A copy with ``overrides`` applied; unknown names raise ``ValueError``."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(f"unknown setting(s) {unknown}; known: {sorted(known)}")
-        return dataclasses.replace(self, **dict(overrides))
 
 
 RF_PRESETS: dict[str, RFConfig] = {

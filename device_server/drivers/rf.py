@@ -7,8 +7,6 @@ diode whose rectified voltage one measures against frequency (``hil-train charac
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,6 +15,7 @@ import numpy as np
 from device_models.config import settings_table
 from device_models.rf_network import MODEL_VERSION, RF_PRESETS, RFConfig, RFNetwork
 from device_server.drivers.base import Driver, InvalidArgument, OpResult, UnknownName
+from device_server.drivers.model_backed import ModelBacked
 
 #: Largest batch of one forward.
 MAX_BATCH = 8192
@@ -26,7 +25,7 @@ MAX_SAMPLE_LAYERS = 200_000
 MAX_PROBE_POINTS = 1_000_000
 
 
-class EmulatedRFNetwork(Driver):
+class EmulatedRFNetwork(ModelBacked, Driver):
     """An :class:`~device_models.rf_network.RFNetwork` served as an instrument.
 
     Lab entry: ``topology = {sizes = [n_inputs, hidden…, n_outputs]}``, ``preset`` (``default-v1`` or
@@ -49,9 +48,7 @@ class EmulatedRFNetwork(Driver):
         self.preset = preset
         self.config: RFConfig = RF_PRESETS[preset].with_overrides(dict(overrides or {}))
         self.model = RFNetwork(topology["sizes"], self.config, seed)
-        self.calibration_id = hashlib.sha256(
-            json.dumps([self.kind, dict(topology), preset, seed, self.config.__dict__], sort_keys=True,
-                       default=str).encode()).hexdigest()[:16]
+        self.calibration_id = self.calibration_of(topology, preset, seed, self.config)
 
     def describe(self) -> dict[str, Any]:
         m, c = self.model, self.config
@@ -131,10 +128,6 @@ class EmulatedRFNetwork(Driver):
         achieved, report = m.program(targets)
         return OpResult({"achieved": achieved}, report)
 
-    def read_weights(self) -> OpResult:
-        weights, report = self.model.read_weights()
-        return OpResult({"weights": weights}, report)
-
     def probe(self, structure: str, inputs: Mapping[str, np.ndarray]) -> OpResult:
         if structure != "resonator":
             raise UnknownName("structure", f"no test structure {structure!r}; the device has ['resonator']")
@@ -153,9 +146,3 @@ class EmulatedRFNetwork(Driver):
         report = {"device_time_s": device_time, "instrument_time_s": c.t_bus_s + f.size * c.t_sample_s + device_time,
                   "energy_j": energy, "energy_terms_j": {"rf": energy}}
         return OpResult({"outputs": {"v_v": v}}, report)
-
-    def export_state(self) -> dict[str, np.ndarray]:
-        return self.model.export_state()
-
-    def restore_state(self, state: Mapping[str, np.ndarray]) -> None:
-        self.model.restore_state(state)
