@@ -88,8 +88,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"started a device server on {url} (default lab, log: {out_dir / 'server.log'})")
             summary = _characterise(client, args, out_dir)
     (out_dir / "characterization.json").write_text(json.dumps(summary, indent=2))
-    print(f"wrote {out_dir / 'characterization.json'}")
+    print(f"measured on {summary['device']} ({summary['kind']}):")
+    for name, value in _figures(summary):
+        print(f"  {name} = {value:.4g}")
+    pngs = ", ".join(str(p) for p in sorted(out_dir.glob("*.png")))
+    print(f"wrote {out_dir / 'characterization.json'} and {pngs}")
     return summary
+
+
+def _figures(summary: dict[str, Any], prefix: str = "") -> list[tuple[str, float]]:
+    """The scalar figures of a summary (nested keys dotted), the curves and settings left to the JSON."""
+    out: list[tuple[str, float]] = []
+    for key, value in summary.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out += _figures(value, f"{name}.")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and key != "seed":
+            out.append((name, float(value)))
+    return out
 
 
 from trainer_client.characterize import mtj as _mtj, rf as _rf, stno as _stno  # noqa: E402  (each registers below)
