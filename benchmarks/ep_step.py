@@ -55,8 +55,15 @@ class InProcess:
         r = self.driver.program(weights)
         return {**(r.arrays if return_achieved else {}), "report": r.report}
 
-    def relax(self, x, beta=0.0, target=None, steps=20, init=None):
-        r = self.driver.relax(np.asarray(x), beta, target, steps, init)
+    def program_cells(self, cells, return_achieved=True):
+        r = self.driver.program_cells(cells)
+        return {**(r.arrays if return_achieved else {}), "report": r.report}
+
+    def relax(self, x, beta=0.0, target=None, steps=20, init=None, nudges=None, layers=None):
+        if nudges is None and layers is None:
+            r = self.driver.relax(np.asarray(x), beta, target, steps, init)
+        else:
+            r = self.driver.relax_nudged(np.asarray(x), beta, target, steps, init, list(nudges or []), layers)
         return {**r.arrays, "report": r.report}
 
 

@@ -58,3 +58,29 @@ def ap_bias_excess(x: np.ndarray, v_ref_v: float, tmr0: float, v_h_v: float) -> 
     u /= den
     u *= x
     return u
+
+
+def ap_bias_split(v_ref_v: float, tmr0: float, v_h_v: float) -> tuple[float, float, float, float]:
+    """Constants ``(L, C, D, a)`` of ``x ∘ (s(x) − 1) = L·x − C·g(x)``, ``g(x) = x/(D + a x²)``.
+
+    The same function as :func:`ap_bias_excess`, split into a part linear in ``x`` and a rational
+    remainder: with ``u = a x²``, ``a = (V_ref/V_h)²`` and ``L = TMR(V_ref) = TMR₀/(1 + a)``,
+
+        s(x) − 1 = [L(1 + u) − TMR₀]/(1 + TMR₀ + u) = L − TMR₀(1 + L)/(1 + TMR₀ + u),
+
+    so ``C = TMR₀(1 + L)`` and ``D = 1 + TMR₀``. A crossbar read ``W x + B[x∘(s(x) − 1)]`` becomes
+    ``(W + L·B) x − C·B g(x)``: the linear part folds into the read matrix once per write, and
+    only ``g`` (four passes over ``x``, :func:`ap_bias_rational`) runs at every read.
+    """
+    a = (v_ref_v / v_h_v) ** 2
+    linear = tmr0 / (1.0 + a)
+    return linear, tmr0 * (1.0 + linear), 1.0 + tmr0, a
+
+
+def ap_bias_rational(x: np.ndarray, d: float, a: float, out: np.ndarray | None = None) -> np.ndarray:
+    """``g(x) = x/(D + a x²)`` of :func:`ap_bias_split`, in ``x``'s precision (``out``: a buffer of its shape)."""
+    out = np.square(x, out=out)
+    out *= a
+    out += d
+    np.divide(x, out, out=out)
+    return out

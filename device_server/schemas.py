@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema, model_validator
 
 ARRAY_JSON_REF = "#/components/schemas/ArrayJSON"
 ARRAY_MSGPACK_REF = "#/components/schemas/ArrayMsgpack"
@@ -61,10 +61,31 @@ def to_array(value: Any) -> np.ndarray:
     return a
 
 
+def to_index(value: Any) -> np.ndarray:
+    """Accept a 1-D array of non-negative integer indices from either codec."""
+    if isinstance(value, np.ndarray):
+        a = value
+    elif isinstance(value, list):
+        try:
+            a = np.asarray(value)
+        except (ValueError, TypeError, OverflowError):
+            raise ValueError("expected a list of integers") from None
+        if a.size == 0:
+            a = a.astype(np.int64)
+    else:
+        raise ValueError(f"expected an array of indices, got {type(value).__name__}")
+    if a.dtype.kind not in "iu" or a.ndim != 1:
+        raise ValueError(f"expected a 1-D array of integers, got dtype {a.dtype} and {a.ndim} dimension(s)")
+    if a.size and int(a.min()) < 0:
+        raise ValueError("indices must be non-negative")
+    return a.astype(np.int64, copy=False)
+
+
 #: Placeholder in generated schemas, replaced by a reference to ArrayJSON or ArrayMsgpack.
 ARRAY_MARKER = {"x-spinhil-array": True}
 
 Array = Annotated[np.ndarray, PlainValidator(to_array), WithJsonSchema(ARRAY_MARKER)]
+IndexArray = Annotated[np.ndarray, PlainValidator(to_index), WithJsonSchema(ARRAY_MARKER)]
 
 
 class _Body(BaseModel):
@@ -90,13 +111,40 @@ class RelaxRequest(_Body):
     steps: int = Field(20, ge=1, le=2**31, description="synchronous updates to run (the device declares its limit)")
     init: list[Array] | None = Field(None, max_length=64,
                                      description="initial state, one (batch, n_k) array per neuron layer")
+    nudges: list[Nudge] | None = Field(None, max_length=8, description="nudged phases to run after this one, "
+                                       "each from the state it settled in (kept on the device); their states "
+                                       "come back in 'nudged'")
+    layers: list[int] | None = Field(None, max_length=64, description="neuron layers of this phase to measure and "
+                                     "return (indices into init's list, ascending); all when omitted")
+
+
+class Nudge(_Body):
+    """A nudged phase run after a relax phase, from the state it settled in."""
+
+    beta: float = Field(description="nudging strength of this phase")
+    steps: int = Field(ge=1, le=2**31, description="synchronous updates of this phase")
+
+
+class Cells(_Body):
+    """Single cells of a weight array: flat (row-major) indices, strictly increasing, and their targets."""
+
+    index: IndexArray = Field(description="flat indices into the array (row-major), strictly increasing")
+    value: Array = Field(description="target weights of those cells, same length")
 
 
 class ProgramRequest(_Body):
     """Absolute write of weight arrays by name (W0, b0, W1, …)."""
 
-    weights: dict[str, Array] = Field(max_length=128, description="target weights by array name")
+    weights: dict[str, Array] | None = Field(None, max_length=128, description="target weights by array name")
+    cells: dict[str, Cells] | None = Field(None, max_length=128, description="instead of whole arrays: single "
+                                           "cells by array name; the others keep their targets")
     return_achieved: bool = Field(True, description="answer the achieved weights (false: report only)")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "ProgramRequest":
+        if (self.weights is None) == (self.cells is None):
+            raise ValueError("give either 'weights' (whole arrays) or 'cells' (single cells), not both or neither")
+        return self
 
 
 class UpdateRequest(_Body):
@@ -159,6 +207,7 @@ class ForwardResponse(BaseModel):
 
 class RelaxResponse(BaseModel):
     states: list[Array]
+    nudged: list[list[Array]] | None = None
     report: Report
 
 

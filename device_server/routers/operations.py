@@ -201,7 +201,11 @@ async def relax(device_id: str, request: Request, ctx: Ctx, who: Operator, token
         init = None if p.init is None else [
             enforce(limits, "init", s, field=f"init[{k}]", clipped=clipped) for k, s in enumerate(p.init)
         ]
-        return lambda d: d.relax(x, beta, target, steps, init)
+        if p.nudges is None and p.layers is None:
+            return lambda d: d.relax(x, beta, target, steps, init)
+        nudges = [(enforce(limits, "beta", n.beta, field=f"nudges[{j}].beta"),
+                   enforce(limits, "steps", n.steps, field=f"nudges[{j}].steps")) for j, n in enumerate(p.nudges or [])]
+        return lambda d: d.relax_nudged(x, beta, target, steps, init, nudges, p.layers)
 
     return await run_operation(request, ctx, device_id, "relax", token, prepare, RelaxRequest, idempotency_key, fencing)
 
@@ -209,18 +213,25 @@ async def relax(device_id: str, request: Request, ctx: Ctx, who: Operator, token
 def _write(kind: str, p: ProgramRequest | UpdateRequest, decl: dict, clipped: dict) -> Call:
     """Check every named array against the declaration: a known name, values (program) or step (update)."""
     limits, weights = decl["limits"], list(decl["topology"].get("weights") or [])
-    field = "weights" if kind == "program" else "deltas"
-    given = p.weights if kind == "program" else p.deltas
+    cells = getattr(p, "cells", None)
+    field = "deltas" if kind == "update" else ("cells" if cells is not None else "weights")
+    given = p.deltas if kind == "update" else (cells if cells is not None else p.weights)
     for name in given:
         if name not in weights:
             raise NotFound(f"{field}.{name}: no such array; the device has {weights}", field=f"{field}.{name}")
-    if kind == "program":
+    if cells is not None:
+        sparse = {name: (c.index, enforce(limits, name, c.value, field=f"cells.{name}.value", clipped=clipped))
+                  for name, c in cells.items()}
+    elif kind == "program":
         arrays = {name: enforce(limits, name, a, field=f"weights.{name}", clipped=clipped) for name, a in given.items()}
     else:
         arrays = {name: enforce_step(limits, name, a, field=f"deltas.{name}") for name, a in given.items()}
 
     def call(d: Driver) -> OpResult:
-        result = d.program(arrays) if kind == "program" else d.update(arrays)
+        if cells is not None:
+            result = d.program_cells(sparse)
+        else:
+            result = d.program(arrays) if kind == "program" else d.update(arrays)
         if not p.return_achieved:
             result.arrays.pop("achieved", None)
         return result

@@ -28,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import inspect
+
 import numpy as np
 
 from trainer_client.optim import LR_SCHEDULES, OPTIMIZERS, SGD, Adam, make_optimizer
@@ -43,6 +45,9 @@ class EPDevice(Protocol):
 
     def relax(self, x: np.ndarray, beta: float = 0.0, target: np.ndarray | None = None, steps: int = 20,
               init: Sequence[np.ndarray] | None = None) -> dict[str, Any]: ...
+
+    # optional: ``relax(..., nudges=[(β, steps)], layers=[...])`` (phases in one request) and
+    # ``program_cells(cells, return_achieved)`` (single cells); used when the device has them
 
 
 @dataclass
@@ -143,10 +148,33 @@ def nudge_target(loss: str, y_onehot: np.ndarray, free_out: np.ndarray, temperat
     return np.clip(free_out + force, 0.0, 1.0).astype(np.float32)
 
 
-class EPTrainer:
-    """Trains an :class:`EPNetwork` on an :class:`EPDevice` batch by batch."""
+def grid_codes(weights: Mapping[str, np.ndarray], resolution: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """Level index ``rint(w/resolution)`` of every cell, computed as the device rounds (float64,
+    times the reciprocal): a cell whose code is unchanged has an unchanged grid target."""
+    return {name: np.rint(np.multiply(w, 1.0 / resolution[name], dtype=np.float64)).astype(np.int32)
+            for name, w in weights.items()}
 
-    def __init__(self, device: EPDevice, net: EPNetwork, config: EPConfig) -> None:
+
+def program_resolution(info: Mapping[str, Any]) -> dict[str, float] | None:
+    """The level spacing of each weight array a device declares (``describe()['noise']['program']
+    ['resolution']``), or None when it declares none (a continuous or unknown grid)."""
+    res = ((info.get("noise") or {}).get("program") or {}).get("resolution")
+    return {name: float(r) for name, r in res.items()} if isinstance(res, Mapping) else None
+
+
+class EPTrainer:
+    """Trains an :class:`EPNetwork` on an :class:`EPDevice` batch by batch.
+
+    Requests per batch: one write and one relax. The write sends only the cells whose grid target
+    changed (``resolution``: the device's level spacing per array, from ``describe()``; whole
+    arrays when it is not given or the device takes no cells). The relax runs the free phase and
+    the nudged phases in one request, the nudged ones from the free state the device holds, and
+    measures only what the estimate needs — whenever the nudge target does not depend on the free
+    phase (``mse``); ``ce`` needs the free output first, so it sends the phases one by one.
+    """
+
+    def __init__(self, device: EPDevice, net: EPNetwork, config: EPConfig,
+                 resolution: Mapping[str, float] | None = None) -> None:
         if len(config.lrs) != len(net.sizes) - 1:
             raise ValueError(f"give one learning rate per layer ({len(net.sizes) - 1}), got {len(config.lrs)}")
         self.device = device
@@ -156,13 +184,38 @@ class EPTrainer:
         self.optimizer: SGD | Adam = make_optimizer(config.optimizer)
         self.base_lrs = {name: float(config.lrs[int(name[1:])]) for name in net.weights}
         self.lrs = dict(self.base_lrs)
+        usable = resolution is not None and all(float(resolution.get(n, 0.0)) > 0 for n in net.weights)
+        self.resolution = {n: float(resolution[n]) for n in net.weights} if usable else None
+        self.sparse = usable and hasattr(device, "program_cells")
+        self._codes: dict[str, np.ndarray] | None = None  # grid codes the device holds (after a write)
+        self.fused = config.loss == "mse" and "nudges" in inspect.signature(device.relax).parameters
 
     def set_lr_factor(self, factor: float) -> None:
         """Scale every learning rate (a schedule's value for the coming epoch)."""
         self.lrs = {name: lr * factor for name, lr in self.base_lrs.items()}
 
-    def program(self) -> dict[str, Any]:
-        return self.device.program(self.net.targets(), return_achieved=False)
+    def program(self) -> dict[str, Any] | None:
+        """Write the targets; with a grid, only the cells whose level changed (None: none did)."""
+        targets = self.net.targets()
+        if not self.sparse:
+            return self.device.program(targets, return_achieved=False)
+        assert self.resolution is not None
+        codes = grid_codes(targets, self.resolution)
+        if self._codes is None:
+            out = self.device.program(targets, return_achieved=False)
+        else:
+            cells = {}
+            for name, code in codes.items():
+                index = np.flatnonzero(code != self._codes[name])
+                if index.size:
+                    cells[name] = (index.astype(np.int32), targets[name].reshape(-1)[index])
+            out = self.device.program_cells(cells, return_achieved=False) if cells else None
+        self._codes = codes
+        return out
+
+    def forget_programmed(self) -> None:
+        """The device's weights changed behind this trainer's back: the next write sends whole arrays."""
+        self._codes = None
 
     def free_phase(self, x: np.ndarray) -> list[np.ndarray]:
         return self.device.relax(x, 0.0, None, self.config.t1)["states"]
@@ -171,8 +224,22 @@ class EPTrainer:
         """One EP step on a batch: program, free, nudged phase(s), update. Returns free outputs."""
         cfg = self.config
         self.program()
-        free = self.free_phase(x)
         beta = cfg.beta
+        if self.fused:
+            if cfg.nudging == "random-sign":
+                beta = beta if self.rng.random() < 0.5 else -beta
+            symmetric = cfg.nudging == "symmetric"
+            nudges = [(beta, cfg.t2), (-beta, cfg.t2)] if symmetric else [(beta, cfg.t2)]
+            out = self.device.relax(x, 0.0, y_onehot, cfg.t1, None, nudges=nudges,
+                                    layers=[len(self.net.sizes) - 2] if symmetric else None)
+            free, nudged = out["states"], out["nudged"]
+            if symmetric:
+                grads = ep_gradient(x, nudged[0], nudged[1], 1.0 / (2.0 * beta))
+            else:
+                grads = ep_gradient(x, nudged[0], free, 1.0 / beta)
+            self.optimizer.step(self.net.weights, grads, self.lrs)
+            return free[-1]
+        free = self.free_phase(x)
         if cfg.nudging == "random-sign":
             beta = beta if self.rng.random() < 0.5 else -beta
         target = nudge_target(cfg.loss, y_onehot, free[-1], cfg.ce_temperature)
