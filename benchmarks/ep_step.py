@@ -59,7 +59,12 @@ class InProcess:
         r = self.driver.program_cells(cells)
         return {**(r.arrays if return_achieved else {}), "report": r.report}
 
-    def relax(self, x, beta=0.0, target=None, steps=20, init=None, nudges=None, layers=None):
+    def relax(self, x, beta=0.0, target=None, steps=20, init=None, nudges=None, layers=None, program_weights=None,
+              program_cells=None):
+        if program_weights is not None:
+            self.driver.program(program_weights)
+        if program_cells is not None:
+            self.driver.program_cells(program_cells)
         if nudges is None and layers is None:
             r = self.driver.relax(np.asarray(x), beta, target, steps, init)
         else:

@@ -102,22 +102,6 @@ class ForwardRequest(_Body):
     )
 
 
-class RelaxRequest(_Body):
-    """One phase of Equilibrium Propagation: let the network settle and measure every layer."""
-
-    x: Array = Field(description="inputs (batch, n_0), in units of the read bias")
-    beta: float = Field(0.0, description="nudging strength (0: free phase)")
-    target: Array | None = Field(None, description="output target (batch, n_N); required when beta != 0")
-    steps: int = Field(20, ge=1, le=2**31, description="synchronous updates to run (the device declares its limit)")
-    init: list[Array] | None = Field(None, max_length=64,
-                                     description="initial state, one (batch, n_k) array per neuron layer")
-    nudges: list[Nudge] | None = Field(None, max_length=8, description="nudged phases to run after this one, "
-                                       "each from the state it settled in (kept on the device); their states "
-                                       "come back in 'nudged'")
-    layers: list[int] | None = Field(None, max_length=64, description="neuron layers of this phase to measure and "
-                                     "return (indices into init's list, ascending); all when omitted")
-
-
 class Nudge(_Body):
     """A nudged phase run after a relax phase, from the state it settled in."""
 
@@ -145,6 +129,24 @@ class ProgramRequest(_Body):
         if (self.weights is None) == (self.cells is None):
             raise ValueError("give either 'weights' (whole arrays) or 'cells' (single cells), not both or neither")
         return self
+
+
+class RelaxRequest(_Body):
+    """One phase of Equilibrium Propagation: let the network settle and measure every layer."""
+
+    x: Array = Field(description="inputs (batch, n_0), in units of the read bias")
+    beta: float = Field(0.0, description="nudging strength (0: free phase)")
+    target: Array | None = Field(None, description="output target (batch, n_N); required when beta != 0")
+    steps: int = Field(20, ge=1, le=2**31, description="synchronous updates to run (the device declares its limit)")
+    init: list[Array] | None = Field(None, max_length=64,
+                                     description="initial state, one (batch, n_k) array per neuron layer")
+    nudges: list[Nudge] | None = Field(None, max_length=8, description="nudged phases to run after this one, "
+                                       "each from the state it settled in (kept on the device); their states "
+                                       "come back in 'nudged'")
+    layers: list[int] | None = Field(None, max_length=64, description="neuron layers of this phase to measure and "
+                                     "return (indices into init's list, ascending); all when omitted")
+    program: ProgramRequest | None = Field(None, description="a write (as PUT weights) applied before the phases, "
+                                           "in the same transaction; its report under report.program")
 
 
 class UpdateRequest(_Body):

@@ -303,10 +303,13 @@ class DeviceClient:
     def relax(self, device_id: str, token: str, x: np.ndarray, beta: float = 0.0, target: np.ndarray | None = None,
               steps: int = 20, init: Sequence[np.ndarray] | None = None, fencing: int | None = None,
               nudges: Sequence[tuple[float, int]] | None = None,
-              layers: Sequence[int] | None = None) -> dict[str, Any]:
+              layers: Sequence[int] | None = None, program_weights: Mapping[str, np.ndarray] | None = None,
+              program_cells: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None) -> dict[str, Any]:
         """One phase; with ``nudges`` ``[(β, steps), …]`` also those nudged phases, each from the state
         the first settled in (kept on the device), answered under ``nudged``; ``layers``: the neuron
-        layers of the first phase to measure (all when None)."""
+        layers of the first phase to measure (all when None). ``program_weights`` or ``program_cells``:
+        a write applied first, in the same request (as :meth:`program`, :meth:`program_cells`; the
+        achieved weights are not answered)."""
         body: dict[str, Any] = {"x": np.asarray(x), "beta": float(beta), "steps": int(steps)}
         if target is not None:
             body["target"] = np.asarray(target)
@@ -316,19 +319,20 @@ class DeviceClient:
             body["nudges"] = [{"beta": float(b), "steps": int(t)} for b, t in nudges]
         if layers is not None:
             body["layers"] = [int(k) for k in layers]
+        if program_weights is not None or program_cells is not None:
+            body["program"] = _program_body(program_weights, program_cells, False)
         return self._operation("POST", device_id, "relax", token, body, fencing)
 
     def program(self, device_id: str, token: str, weights: Mapping[str, np.ndarray],
                 return_achieved: bool = True, fencing: int | None = None) -> dict[str, Any]:
-        body = {"weights": {k: np.asarray(v) for k, v in weights.items()}, "return_achieved": return_achieved}
-        return self._operation("PUT", device_id, "weights", token, body, fencing)
+        return self._operation("PUT", device_id, "weights", token, _program_body(weights, None, return_achieved),
+                               fencing)
 
     def program_cells(self, device_id: str, token: str, cells: Mapping[str, tuple[np.ndarray, np.ndarray]],
                       return_achieved: bool = True, fencing: int | None = None) -> dict[str, Any]:
         """Program single cells: ``cells[name] = (flat indices, strictly increasing; target values)``."""
-        body = {"cells": {k: {"index": np.asarray(i), "value": np.asarray(v)} for k, (i, v) in cells.items()},
-                "return_achieved": return_achieved}
-        return self._operation("PUT", device_id, "weights", token, body, fencing)
+        return self._operation("PUT", device_id, "weights", token, _program_body(None, cells, return_achieved),
+                               fencing)
 
     def update(self, device_id: str, token: str, deltas: Mapping[str, np.ndarray],
                return_achieved: bool = True, fencing: int | None = None) -> dict[str, Any]:
@@ -337,6 +341,15 @@ class DeviceClient:
 
     def read_weights(self, device_id: str, token: str, fencing: int | None = None) -> dict[str, Any]:
         return self._operation("GET", device_id, "weights", token, None, fencing)
+
+
+def _program_body(weights: Mapping[str, np.ndarray] | None, cells: Mapping[str, tuple[np.ndarray, np.ndarray]] | None,
+                  return_achieved: bool) -> dict[str, Any]:
+    """The body of a write: whole arrays (``weights``) or single cells (``cells``: flat indices, values)."""
+    if cells is not None:
+        return {"cells": {k: {"index": np.asarray(i), "value": np.asarray(v)} for k, (i, v) in cells.items()},
+                "return_achieved": return_achieved}
+    return {"weights": {k: np.asarray(v) for k, v in (weights or {}).items()}, "return_achieved": return_achieved}
 
 
 class Lease:
@@ -403,9 +416,10 @@ class Lease:
 
     def relax(self, x: np.ndarray, beta: float = 0.0, target: np.ndarray | None = None, steps: int = 20,
               init: Sequence[np.ndarray] | None = None, nudges: Sequence[tuple[float, int]] | None = None,
-              layers: Sequence[int] | None = None) -> dict[str, Any]:
+              layers: Sequence[int] | None = None, program_weights: Mapping[str, np.ndarray] | None = None,
+              program_cells: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None) -> dict[str, Any]:
         return self.client.relax(self.device_id, self._token(), x, beta, target, steps, init, self.fencing,
-                                 nudges, layers)
+                                 nudges, layers, program_weights, program_cells)
 
     def program(self, weights: Mapping[str, np.ndarray], return_achieved: bool = True) -> dict[str, Any]:
         return self.client.program(self.device_id, self._token(), weights, return_achieved, self.fencing)

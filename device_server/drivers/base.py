@@ -79,6 +79,20 @@ class OpResult:
     report: dict[str, Any] = field(default_factory=dict)
 
 
+def summed_report(first: Mapping[str, Any], then: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+    """``first``'s report with ``then``'s times and energy (and each energy term) added to it: the
+    report of two operations run as one transaction. ``extra`` entries are set on the result."""
+    out = dict(first)
+    for key in ("device_time_s", "instrument_time_s", "energy_j"):
+        out[key] = float(first.get(key, 0.0)) + float(then.get(key, 0.0))
+    terms = dict(first.get("energy_terms_j", {}))
+    for key, value in then.get("energy_terms_j", {}).items():
+        terms[key] = terms.get(key, 0.0) + value
+    out["energy_terms_j"] = terms
+    out.update(extra)
+    return out
+
+
 #: The Driver methods that implement the operations of the contract (and keep non-volatile state).
 OPERATION_METHODS = ("forward", "relax", "program", "update", "read_weights", "export_state", "restore_state")
 
@@ -181,21 +195,32 @@ class Driver(ABC):
         span = self.limits().get("init", {})
         start = [np.clip(s, span.get("min"), span.get("max")) if span else s for s in free]
         report = dict(first.report)
-        terms = dict(report.get("energy_terms_j", {}))
         nudged, info = [], []
         for b, t in nudges:
             r = self.relax(x, b, target, t, start)
             nudged.append(list(r.arrays["states"]))
             info.append({"beta": b, "steps": t, "residual": r.report.get("residual")})
-            for key in ("device_time_s", "instrument_time_s", "energy_j"):
-                report[key] = report.get(key, 0.0) + r.report.get(key, 0.0)
-            for key, value in r.report.get("energy_terms_j", {}).items():
-                terms[key] = terms.get(key, 0.0) + value
-        report["energy_terms_j"] = terms
+            report = summed_report(report, r.report)
         if nudges:
             report["nudges"] = info
         keep = range(len(free)) if layers is None else layers
         return OpResult({"states": [free[k] for k in keep], "nudged": nudged}, report)
+
+    def check_relax(
+        self,
+        x: np.ndarray,
+        beta: float,
+        target: np.ndarray | None,
+        steps: int,
+        init: Sequence[np.ndarray] | None,
+        nudges: Sequence[tuple[float, int]] = (),
+        layers: Sequence[int] | None = None,
+    ) -> None:
+        """Raise what ``relax``/``relax_nudged`` would raise for these inputs, without running them.
+
+        Called before a write carried by a relax request is applied, so a refused request leaves
+        the device untouched. The default checks nothing (the phases then check as they run).
+        """
 
     def program(self, targets: Mapping[str, np.ndarray]) -> OpResult:
         raise NotImplementedError

@@ -138,6 +138,26 @@ class EmulatedCrossbar(Driver):
         states, report = self.model.relax(x, beta, target, steps, init)
         return OpResult({"states": states}, report)
 
+    def check_relax(
+        self,
+        x: np.ndarray,
+        beta: float,
+        target: np.ndarray | None,
+        steps: int,
+        init: Sequence[np.ndarray] | None,
+        nudges: Sequence[tuple[float, int]] = (),
+        layers: Sequence[int] | None = None,
+    ) -> None:
+        sizes = self.model.sizes
+        self._check_relax(x, beta, target, steps + sum(t for _, t in nudges), init)
+        if any(b != 0.0 for b, _ in nudges) and target is None:
+            raise InvalidArgument("target", "a nudged phase (beta != 0) needs a target")
+        if layers is not None:
+            bad = [k for k in layers if not 0 <= k < len(sizes) - 1]
+            if bad or list(layers) != sorted(set(layers)) or not layers:
+                raise InvalidArgument("layers", f"give neuron layers ascending, without repeats, within "
+                                      f"0..{len(sizes) - 2}; got {list(layers)}")
+
     def _check_relax(self, x: np.ndarray, beta: float, target: np.ndarray | None, updates: int,
                      init: Sequence[np.ndarray] | None) -> None:
         sizes = self.model.sizes
@@ -164,15 +184,7 @@ class EmulatedCrossbar(Driver):
         layers: Sequence[int] | None,
     ) -> OpResult:
         """The phases on the chip: the nudged ones start from the settled state the chip holds."""
-        sizes = self.model.sizes
-        self._check_relax(x, beta, target, steps + sum(t for _, t in nudges), init)
-        if any(b != 0.0 for b, _ in nudges) and target is None:
-            raise InvalidArgument("target", "a nudged phase (beta != 0) needs a target")
-        if layers is not None:
-            bad = [k for k in layers if not 0 <= k < len(sizes) - 1]
-            if bad or list(layers) != sorted(set(layers)) or not layers:
-                raise InvalidArgument("layers", f"give neuron layers ascending, without repeats, within "
-                                      f"0..{len(sizes) - 2}; got {list(layers)}")
+        self.check_relax(x, beta, target, steps, init, nudges, layers)
         states, nudged, report = self.model.relax_nudged(x, beta, target, steps, init, nudges, layers)
         return OpResult({"states": states, "nudged": nudged}, report)
 

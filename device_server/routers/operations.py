@@ -22,7 +22,7 @@ from device_server.auth import Principal, authorize
 from device_server.body import INLINE_BYTES, check_content_type, encoded_off_loop, parse, read_body
 from device_server.context import ServerContext
 from device_server.deps import Ctx
-from device_server.drivers.base import ContractViolation, Driver, OpResult
+from device_server.drivers.base import ContractViolation, Driver, OpResult, summed_report
 from device_server.drivers.declaration import report_problems
 from device_server.errors import CapabilityMissing, InvalidInput, LeaseRequired, NotFound
 from device_server.openapi import body_doc, problem_responses, response_doc
@@ -101,6 +101,9 @@ async def run_operation(
         call, fingerprint = decode_and_prepare()  # copy-free decode of a small body: cheaper than a hop
     else:
         call, fingerprint = await run_in_threadpool(decode_and_prepare)
+    # a write changes non-volatile state: durable before it is answered (a relax may carry one)
+    writes = operation in WRITES or bool(getattr(call, "writes", False))
+    action = operation if operation in WRITES or not writes else f"program+{operation}"
     principal = getattr(request.state, "principal", None)
     owner = principal.key_id if principal else ""
     sent_key = idempotency_key
@@ -110,10 +113,10 @@ async def run_operation(
     async with ctx.lock(device_id):
         lease = ctx.leases.check(device_id, token, fencing)  # again: the lease may have lapsed while we waited
         request.state.audit = {"device_id": device_id, "lease_id": lease.lease_id, "fencing": lease.fencing,
-                               "action": operation}
+                               "action": action}
         if idempotency_key:
             stored = ctx.idempotency.lookup(device_id, operation, idempotency_key, fingerprint)
-            if stored is None and operation in WRITES:  # answered before a restart?
+            if stored is None and writes:  # answered before a restart?
                 try:
                     stored = await run_in_threadpool(ctx.durable.recall, device_id, operation, idempotency_key,
                                                      fingerprint)
@@ -146,11 +149,11 @@ async def run_operation(
                 report["clipped"] = clipped
             content = {**result.arrays, "report": report}
             request.state.audit |= {"device_time_s": report["device_time_s"], "energy_j": report["energy_j"]}
-            if operation in WRITES:  # on disk before it is answered (device lock still held)
+            if writes and ctx.durable.store.durable:  # on disk before it is answered (device lock still held)
                 await run_in_threadpool(ctx.durable.persist_write, device_id, driver, operation, idempotency_key,
                                         owner, fingerprint, content)
         except BaseException:
-            if operation in WRITES:  # not acknowledged: the device goes back to what is on disk
+            if writes:  # not acknowledged: the device goes back to what is on disk
                 await run_in_threadpool(ctx.durable.rollback, device_id, driver)
             raise
         if idempotency_key:
@@ -201,31 +204,48 @@ async def relax(device_id: str, request: Request, ctx: Ctx, who: Operator, token
         init = None if p.init is None else [
             enforce(limits, "init", s, field=f"init[{k}]", clipped=clipped) for k, s in enumerate(p.init)
         ]
-        if p.nudges is None and p.layers is None:
-            return lambda d: d.relax(x, beta, target, steps, init)
         nudges = [(enforce(limits, "beta", n.beta, field=f"nudges[{j}].beta"),
                    enforce(limits, "steps", n.steps, field=f"nudges[{j}].steps")) for j, n in enumerate(p.nudges or [])]
-        return lambda d: d.relax_nudged(x, beta, target, steps, init, nudges, p.layers)
+        write = None if p.program is None else _write("program", p.program, decl, clipped, prefix="program.")
+
+        def call(d: Driver) -> OpResult:
+            if write is not None:  # refuse the phases before the write, not after: the device stays untouched
+                d.check_relax(x, beta, target, steps, init, nudges, p.layers)
+            written = None if write is None else write(d)
+            if p.nudges is None and p.layers is None:
+                result = d.relax(x, beta, target, steps, init)
+            else:
+                result = d.relax_nudged(x, beta, target, steps, init, nudges, p.layers)
+            if written is None:
+                return result
+            arrays = {**result.arrays, **written.arrays}
+            return OpResult(arrays, summed_report(result.report, written.report, program=written.report))
+
+        call.writes = write is not None  # type: ignore[attr-defined]
+        return call
 
     return await run_operation(request, ctx, device_id, "relax", token, prepare, RelaxRequest, idempotency_key, fencing)
 
 
-def _write(kind: str, p: ProgramRequest | UpdateRequest, decl: dict, clipped: dict) -> Call:
-    """Check every named array against the declaration: a known name, values (program) or step (update)."""
+def _write(kind: str, p: ProgramRequest | UpdateRequest, decl: dict, clipped: dict, prefix: str = "") -> Call:
+    """Check every named array against the declaration: a known name, values (program) or step (update).
+
+    ``prefix``: where the write sits in the body (``program.`` inside a relax), for the field names.
+    """
     limits, weights = decl["limits"], list(decl["topology"].get("weights") or [])
     cells = getattr(p, "cells", None)
-    field = "deltas" if kind == "update" else ("cells" if cells is not None else "weights")
+    field = prefix + ("deltas" if kind == "update" else ("cells" if cells is not None else "weights"))
     given = p.deltas if kind == "update" else (cells if cells is not None else p.weights)
     for name in given:
         if name not in weights:
             raise NotFound(f"{field}.{name}: no such array; the device has {weights}", field=f"{field}.{name}")
     if cells is not None:
-        sparse = {name: (c.index, enforce(limits, name, c.value, field=f"cells.{name}.value", clipped=clipped))
+        sparse = {name: (c.index, enforce(limits, name, c.value, field=f"{field}.{name}.value", clipped=clipped))
                   for name, c in cells.items()}
     elif kind == "program":
-        arrays = {name: enforce(limits, name, a, field=f"weights.{name}", clipped=clipped) for name, a in given.items()}
+        arrays = {name: enforce(limits, name, a, field=f"{field}.{name}", clipped=clipped) for name, a in given.items()}
     else:
-        arrays = {name: enforce_step(limits, name, a, field=f"deltas.{name}") for name, a in given.items()}
+        arrays = {name: enforce_step(limits, name, a, field=f"{field}.{name}") for name, a in given.items()}
 
     def call(d: Driver) -> OpResult:
         if cells is not None:

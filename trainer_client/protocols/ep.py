@@ -165,12 +165,12 @@ def program_resolution(info: Mapping[str, Any]) -> dict[str, float] | None:
 class EPTrainer:
     """Trains an :class:`EPNetwork` on an :class:`EPDevice` batch by batch.
 
-    Requests per batch: one write and one relax. The write sends only the cells whose grid target
-    changed (``resolution``: the device's level spacing per array, from ``describe()``; whole
-    arrays when it is not given or the device takes no cells). The relax runs the free phase and
-    the nudged phases in one request, the nudged ones from the free state the device holds, and
-    measures only what the estimate needs — whenever the nudge target does not depend on the free
-    phase (``mse``); ``ce`` needs the free output first, so it sends the phases one by one.
+    One request per batch where the device allows it: a relax that carries the write of the
+    current targets, then runs the free phase and the nudged phases, the nudged ones from the free
+    state the device holds, and measures only what the estimate needs. The write sends only the
+    cells whose grid level changed (``resolution``: the device's level spacing per array, from
+    ``describe()``; whole arrays when it is not given). With ``loss="ce"`` the nudge target
+    depends on the free output, so the write and each phase are requests of their own.
     """
 
     def __init__(self, device: EPDevice, net: EPNetwork, config: EPConfig,
@@ -188,30 +188,41 @@ class EPTrainer:
         self.resolution = {n: float(resolution[n]) for n in net.weights} if usable else None
         self.sparse = usable and hasattr(device, "program_cells")
         self._codes: dict[str, np.ndarray] | None = None  # grid codes the device holds (after a write)
-        self.fused = config.loss == "mse" and "nudges" in inspect.signature(device.relax).parameters
+        relax_takes = inspect.signature(device.relax).parameters
+        self.fused = config.loss == "mse" and "nudges" in relax_takes
+        self.carries_write = self.fused and "program_cells" in relax_takes
 
     def set_lr_factor(self, factor: float) -> None:
         """Scale every learning rate (a schedule's value for the coming epoch)."""
         self.lrs = {name: lr * factor for name, lr in self.base_lrs.items()}
 
-    def program(self) -> dict[str, Any] | None:
-        """Write the targets; with a grid, only the cells whose level changed (None: none did)."""
+    def _pending_write(self) -> tuple[str, dict[str, Any]] | None:
+        """What the device must be written to hold the current targets: ``("weights", arrays)``,
+        ``("cells", {name: (index, value)})`` (with a grid, after a first whole write) or None."""
         targets = self.net.targets()
         if not self.sparse:
-            return self.device.program(targets, return_achieved=False)
+            return "weights", targets
         assert self.resolution is not None
         codes = grid_codes(targets, self.resolution)
-        if self._codes is None:
-            out = self.device.program(targets, return_achieved=False)
-        else:
-            cells = {}
-            for name, code in codes.items():
-                index = np.flatnonzero(code != self._codes[name])
-                if index.size:
-                    cells[name] = (index.astype(np.int32), targets[name].reshape(-1)[index])
-            out = self.device.program_cells(cells, return_achieved=False) if cells else None
-        self._codes = codes
-        return out
+        previous, self._codes = self._codes, codes
+        if previous is None:
+            return "weights", targets
+        cells = {}
+        for name, code in codes.items():
+            index = np.flatnonzero(code != previous[name])
+            if index.size:
+                cells[name] = (index.astype(np.int32), targets[name].reshape(-1)[index])
+        return ("cells", cells) if cells else None
+
+    def program(self) -> dict[str, Any] | None:
+        """Write the targets; with a grid, only the cells whose level changed (None: none did)."""
+        write = self._pending_write()
+        if write is None:
+            return None
+        kind, arrays = write
+        if kind == "cells":
+            return self.device.program_cells(arrays, return_achieved=False)
+        return self.device.program(arrays, return_achieved=False)
 
     def forget_programmed(self) -> None:
         """The device's weights changed behind this trainer's back: the next write sends whole arrays."""
@@ -223,15 +234,21 @@ class EPTrainer:
     def step(self, x: np.ndarray, y_onehot: np.ndarray) -> np.ndarray:
         """One EP step on a batch: program, free, nudged phase(s), update. Returns free outputs."""
         cfg = self.config
-        self.program()
         beta = cfg.beta
         if self.fused:
+            write: dict[str, Any] = {}
+            if self.carries_write:  # the write travels with the phases: one request per batch
+                pending = self._pending_write()
+                if pending is not None:
+                    write = {"program_" + pending[0]: pending[1]}
+            else:
+                self.program()
             if cfg.nudging == "random-sign":
                 beta = beta if self.rng.random() < 0.5 else -beta
             symmetric = cfg.nudging == "symmetric"
             nudges = [(beta, cfg.t2), (-beta, cfg.t2)] if symmetric else [(beta, cfg.t2)]
             out = self.device.relax(x, 0.0, y_onehot, cfg.t1, None, nudges=nudges,
-                                    layers=[len(self.net.sizes) - 2] if symmetric else None)
+                                    layers=[len(self.net.sizes) - 2] if symmetric else None, **write)
             free, nudged = out["states"], out["nudged"]
             if symmetric:
                 grads = ep_gradient(x, nudged[0], nudged[1], 1.0 / (2.0 * beta))
@@ -239,6 +256,7 @@ class EPTrainer:
                 grads = ep_gradient(x, nudged[0], free, 1.0 / beta)
             self.optimizer.step(self.net.weights, grads, self.lrs)
             return free[-1]
+        self.program()
         free = self.free_phase(x)
         if cfg.nudging == "random-sign":
             beta = beta if self.rng.random() < 0.5 else -beta
