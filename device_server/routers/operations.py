@@ -94,7 +94,7 @@ async def run_operation(
     def decode_and_prepare() -> tuple[Call, str]:
         # the CPU work before the device: decode, validate, limits, fingerprint
         payload = parse(model, body, media) if model is not None else None
-        fingerprint = ctx.idempotency.fingerprint(body) if idempotency_key else ""  # keyed by operation already
+        fingerprint = ctx.idempotency.fingerprint(body)  # keyed by operation already; hashed only if kept on disk
         return prepare(payload, driver.declaration(), clipped), fingerprint
 
     if model is None or (codec.is_msgpack(media) and len(body) < INLINE_BYTES):
@@ -116,7 +116,7 @@ async def run_operation(
                                "action": action}
         if idempotency_key:
             stored = ctx.idempotency.lookup(device_id, operation, idempotency_key, fingerprint)
-            if stored is None and writes:  # answered before a restart?
+            if stored is None and writes and ctx.durable.store.durable:  # answered before a restart?
                 try:
                     stored = await run_in_threadpool(ctx.durable.recall, device_id, operation, idempotency_key,
                                                      fingerprint)
