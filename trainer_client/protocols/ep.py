@@ -189,6 +189,7 @@ class EPTrainer:
         self.sparse = usable and hasattr(device, "program_cells")
         self._codes: dict[str, np.ndarray] | None = None  # grid codes the device holds (after a write)
         relax_takes = inspect.signature(device.relax).parameters
+        self.measures_subsets = "layers" in relax_takes  # the device measures only the layers asked for
         self.fused = config.loss == "mse" and "nudges" in relax_takes
         self.carries_write = self.fused and "program_cells" in relax_takes
 
@@ -228,7 +229,11 @@ class EPTrainer:
         """The device's weights changed behind this trainer's back: the next write sends whole arrays."""
         self._codes = None
 
-    def free_phase(self, x: np.ndarray) -> list[np.ndarray]:
+    def free_phase(self, x: np.ndarray, output_only: bool = False) -> list[np.ndarray]:
+        """Measured free-phase states of every layer (``output_only``: only the output layer,
+        where the device can measure a subset — a classification needs no more)."""
+        if output_only and self.measures_subsets:
+            return self.device.relax(x, 0.0, None, self.config.t1, layers=[len(self.net.sizes) - 2])["states"]
         return self.device.relax(x, 0.0, None, self.config.t1)["states"]
 
     def step(self, x: np.ndarray, y_onehot: np.ndarray) -> np.ndarray:
@@ -273,7 +278,8 @@ class EPTrainer:
     def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """Class predictions from the free phase on the device (programs the current weights)."""
         self.program()
-        out = [np.argmax(self.free_phase(x[i:i + batch_size])[-1], axis=1) for i in range(0, len(x), batch_size)]
+        out = [np.argmax(self.free_phase(x[i:i + batch_size], output_only=True)[-1], axis=1)
+               for i in range(0, len(x), batch_size)]
         return np.concatenate(out)
 
     def state(self) -> dict[str, np.ndarray]:
