@@ -285,28 +285,30 @@ class CrossbarNetwork:
         split = self._xbars[0].split
         return None if split is None else mtj.ap_bias_rational(v, split[2], split[3])
 
-    def _read_forward(self, k: int, v: np.ndarray, g: np.ndarray | None = None) -> np.ndarray:
+    def _read_forward(self, k: int, v: np.ndarray, g: np.ndarray | None = None,
+                      out: np.ndarray | None = None) -> np.ndarray:
         """Column-to-row read of crossbar ``k``: ``W_k v + b_k`` (+ bias nonlinearity).
 
         With the nonlinearity, ``(W + L·B) v − C·B g(v) + b`` (:func:`mtj.ap_bias_split`): the
         same current as ``W v + B[v∘(s(v) − 1)] + b``, three fewer passes over ``v``.
-        ``g``: ``g(v)`` if the caller has it already.
+        ``g``: ``g(v)`` if the caller has it already; ``out``: where to write the result.
         """
         xb = self._xbars[k]
-        h = v @ xb.read[0].T
+        h = np.matmul(v, xb.read[0].T, out=out)
         if xb.split is not None:
             h += (self._rational(v) if g is None else g) @ xb.read[1].T
         h += xb.b
         return h
 
-    def _read_transposed(self, k: int, v: np.ndarray, g: np.ndarray | None = None) -> np.ndarray:
+    def _read_transposed(self, k: int, v: np.ndarray, g: np.ndarray | None = None,
+                         out: np.ndarray | None = None) -> np.ndarray:
         """Row-to-column read of crossbar ``k``: ``W_kᵀ v`` (+ bias nonlinearity, one product of
         ``[v, g(v)]`` with the stacked read matrices)."""
         xb = self._xbars[k]
         if xb.split is None:
-            return v @ xb.read[0]
+            return np.matmul(v, xb.read[0], out=out)
         g = self._rational(v) if g is None else g
-        return np.concatenate([v, g], axis=1) @ xb.read.reshape(2 * xb.n_out, xb.n_in)
+        return np.matmul(np.concatenate([v, g], axis=1), xb.read.reshape(2 * xb.n_out, xb.n_in), out=out)
 
     def _read_energy_j(self, k: int, v: np.ndarray, transposed: bool) -> float:
         """``Σ V²·G·t_read`` of one read of crossbar ``k`` for every sample of ``v``."""
@@ -438,57 +440,88 @@ class CrossbarNetwork:
         report = self._report(device_time, batch * len(phases), terms, **extra)
         return measured, nudged, report
 
+    def _layer_buffer(self, batch: int) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One contiguous array holding every neuron layer's ``(batch, n_k)`` block, and the blocks
+        (views): element-wise work on all layers is one NumPy call instead of one per layer."""
+        flat = np.empty(batch * sum(self.sizes[1:]), dtype=self.dtype)
+        return flat, self._blocks_of(flat, batch)
+
     def _settle(self, drive: np.ndarray, states: list[np.ndarray], y: np.ndarray | None, beta: float,
                 steps: int) -> tuple[list[np.ndarray], float, float, float]:
         """``steps`` synchronous updates from ``states`` (left untouched): the true settled states,
         the read energy [J] of the reads driven by neuron layers, the neuron energy [J] and the
-        residual ``max |s(t) − s(t−1)|`` of the last update. The drive ``W₀x + b₀`` is given."""
+        residual ``max |s(t) − s(t−1)|`` of the last update. The drive ``W₀x + b₀`` is given.
+
+        All layers live in one buffer (:meth:`_layer_buffer`), double-buffered between updates:
+        the bias nonlinearity's ``g``, the neuron energy, the activation and the squared states
+        are one call each per update over every layer; the reads write into their layer's block.
+        """
         c = self.config
         rate = c.relax_rate
         n = self.n_crossbars
-        # Σ over samples and updates of each neuron layer's squared state: the read energy of the
-        # crossbars that layer drives (forward into k+1, transposed into k) is linear in it
-        squares = [np.zeros(self.sizes[k + 1]) for k in range(n)]
-        scratch = [np.empty_like(s) for s in states]
+        batch = drive.shape[0]
+        split = self._xbars[0].split
+        cur, cur_s = self._layer_buffer(batch)
+        new, new_s = self._layer_buffer(batch)
+        for block, s in zip(cur_s, states):
+            block[...] = s
+        scratch = np.empty_like(cur)
+        g, g_s = self._layer_buffer(batch) if n > 1 and split is not None else (None, [None] * n)
+        # Σ over updates of every squared state: the read energy of the crossbars a layer drives
+        # (forward into k+1, transposed into k) is linear in its column sums
+        squares = np.zeros_like(cur) if n > 1 else None
+        nudge = np.empty_like(cur_s[-1]) if beta != 0.0 else None
         e_neuron = 0.0
         residual = 0.0
         for t in range(steps):
-            g = [self._rational(s) for s in states] if n > 1 else [None]
-            new_states = []
+            if g is not None:
+                mtj.ap_bias_rational(cur, split[2], split[3], out=g)
+            if squares is not None:
+                np.multiply(cur, cur, out=scratch)
+                squares += scratch
             for k in range(n):  # neuron layer k+1, fed by crossbar k (and k+1 transposed)
-                if k == 0:
-                    if n > 1:
-                        h = self._read_transposed(1, states[1], g[1])
+                h = new_s[k]
+                if k + 1 < n:
+                    self._read_transposed(k + 1, cur_s[k + 1], g_s[k + 1], out=h)
+                    if k == 0:
                         h += drive
                     else:
-                        h = drive.copy()
+                        h += self._read_forward(k, cur_s[k - 1], g_s[k - 1])
+                elif k == 0:
+                    np.copyto(h, drive)
                 else:
-                    h = self._read_forward(k, states[k - 1], g[k - 1])
-                    if k + 1 < n:
-                        h += self._read_transposed(k + 1, states[k + 1], g[k + 1])
-                if k + 1 == n and beta != 0.0:
-                    h += beta * (y - states[k])
-                e_neuron += self._neuron_energy_j(h, scratch[k])
-                s = self._activate(h, out=h)
-                if rate != 1.0:
-                    s -= states[k]
-                    s *= rate
-                    s += states[k]
-                new_states.append(s)
-            if n > 1:
-                for k in range(n):
-                    squares[k] += np.einsum("bj,bj->j", states[k], states[k])
+                    self._read_forward(k, cur_s[k - 1], g_s[k - 1], out=h)
+                if nudge is not None and k + 1 == n:
+                    np.subtract(y, cur_s[k], out=nudge)
+                    nudge *= beta
+                    h += nudge
+            e_neuron += self._neuron_energy_j(new, scratch)
+            self._activate(new, out=new)
+            if rate != 1.0:
+                new -= cur
+                new *= rate
+                new += cur
             if t == steps - 1:
-                residual = max(float(np.max(np.abs(a - b))) for a, b in zip(new_states, states))
-            states = new_states
-        batch = drive.shape[0]
+                np.subtract(new, cur, out=scratch)
+                residual = float(np.max(np.abs(scratch, out=scratch)))
+            cur, new, cur_s, new_s = new, cur, new_s, cur_s
         power = 0.0  # Σ (V/V_read)²·G [S] of the reads fed by neuron layers, over samples and updates
-        for k in range(n - 1):  # layer k+1 drives crossbar k+1 forward (columns) …
-            xb = self._xbars[k + 1]
-            power += float(squares[k] @ xb.col_g_sum[: xb.n_in]) + steps * batch * float(xb.col_g_sum[xb.n_in])
-        for k in range(1, n):  # … and crossbar k transposed (rows)
-            power += float(squares[k] @ self._xbars[k].row_g_sum)
-        return states, power * c.v_read_v**2 * c.t_read_s, e_neuron, residual
+        if squares is not None:
+            sums = [block.sum(axis=0, dtype=np.float64) for block in self._blocks_of(squares, batch)]
+            for k in range(n - 1):  # layer k+1 drives crossbar k+1 forward (columns) …
+                xb = self._xbars[k + 1]
+                power += float(sums[k] @ xb.col_g_sum[: xb.n_in]) + steps * batch * float(xb.col_g_sum[xb.n_in])
+            for k in range(1, n):  # … and crossbar k transposed (rows)
+                power += float(sums[k] @ self._xbars[k].row_g_sum)
+        return cur_s, power * c.v_read_v**2 * c.t_read_s, e_neuron, residual
+
+    def _blocks_of(self, flat: np.ndarray, batch: int) -> list[np.ndarray]:
+        """The layer blocks of a buffer laid out as :meth:`_layer_buffer`'s."""
+        blocks, offset = [], 0
+        for width in self.sizes[1:]:
+            blocks.append(flat[offset:offset + batch * width].reshape(batch, width))
+            offset += batch * width
+        return blocks
 
     def _input_drive(self, x: np.ndarray) -> np.ndarray:
         """``W₀x + b₀`` (with the bias nonlinearity) of this input, reused while ``x`` and crossbar 0 stay the same.
