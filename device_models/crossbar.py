@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from device_models import mtj, stno
+from device_models.noise import standard_normal
 from device_models.config import CrossbarConfig
 
 MODEL_VERSION = "crossbar-1.0"
@@ -333,7 +334,10 @@ class CrossbarNetwork:
         std = self.config.read_std
         if std == 0:
             return s.copy()
-        return s + std * self._rng.standard_normal(s.shape, dtype=self.dtype)
+        noise = standard_normal(self._rng, s.shape, self.dtype)
+        noise *= std
+        noise += s
+        return noise
 
     def _report(self, device_time_s: float, n_samples: int, energy_terms: Mapping[str, float], **extra: Any) -> dict:
         c = self.config
