@@ -61,24 +61,43 @@ def to_array(value: Any) -> np.ndarray:
     return a
 
 
-def to_index(value: Any) -> np.ndarray:
-    """Accept a 1-D array of non-negative integer indices from either codec."""
+def _integers(value: Any, what: str) -> np.ndarray:
+    """A 1-D integer array from either codec (a binary array of an integer dtype, or a JSON list)."""
     if isinstance(value, np.ndarray):
         a = value
     elif isinstance(value, list):
         try:
             a = np.asarray(value)
         except (ValueError, TypeError, OverflowError):
-            raise ValueError("expected a list of integers") from None
+            raise ValueError(f"expected {what}: a list of integers") from None
         if a.size == 0:
             a = a.astype(np.int64)
     else:
-        raise ValueError(f"expected an array of indices, got {type(value).__name__}")
+        raise ValueError(f"expected {what}, got {type(value).__name__}")
     if a.dtype.kind not in "iu" or a.ndim != 1:
-        raise ValueError(f"expected a 1-D array of integers, got dtype {a.dtype} and {a.ndim} dimension(s)")
+        raise ValueError(f"expected {what}: a 1-D array of integers, got dtype {a.dtype} and {a.ndim} dimension(s)")
+    return a
+
+
+def to_index(value: Any) -> np.ndarray:
+    """Accept a 1-D array of non-negative integer indices."""
+    a = _integers(value, "flat indices")
     if a.size and int(a.min()) < 0:
         raise ValueError("indices must be non-negative")
     return a.astype(np.int64, copy=False)
+
+
+def to_mask(value: Any) -> np.ndarray:
+    """Accept a bit mask packed eight cells to a byte (``numpy.packbits``, big-endian bit order)."""
+    a = _integers(value, "a packed bit mask")
+    if a.size and (int(a.min()) < 0 or int(a.max()) > 255):
+        raise ValueError("a packed bit mask holds bytes (0..255)")
+    return a.astype(np.uint8, copy=False)
+
+
+def to_level(value: Any) -> np.ndarray:
+    """Accept grid levels: signed integers (level × the declared resolution is the target)."""
+    return _integers(value, "grid levels").astype(np.int64, copy=False)
 
 
 #: Placeholder in generated schemas, replaced by a reference to ArrayJSON or ArrayMsgpack.
@@ -86,6 +105,8 @@ ARRAY_MARKER = {"x-spinhil-array": True}
 
 Array = Annotated[np.ndarray, PlainValidator(to_array), WithJsonSchema(ARRAY_MARKER)]
 IndexArray = Annotated[np.ndarray, PlainValidator(to_index), WithJsonSchema(ARRAY_MARKER)]
+MaskArray = Annotated[np.ndarray, PlainValidator(to_mask), WithJsonSchema(ARRAY_MARKER)]
+LevelArray = Annotated[np.ndarray, PlainValidator(to_level), WithJsonSchema(ARRAY_MARKER)]
 
 
 class _Body(BaseModel):
@@ -110,10 +131,23 @@ class Nudge(_Body):
 
 
 class Cells(_Body):
-    """Single cells of a weight array: flat (row-major) indices, strictly increasing, and their targets."""
+    """Single cells of a weight array: which (``index`` or ``mask``) and their targets (``value`` or ``level``)."""
 
-    index: IndexArray = Field(description="flat indices into the array (row-major), strictly increasing")
-    value: Array = Field(description="target weights of those cells, same length")
+    index: IndexArray | None = Field(None, description="flat indices into the array (row-major), strictly increasing")
+    mask: MaskArray | None = Field(None, description="instead of index: one bit per cell of the array (row-major), "
+                                   "packed eight to a byte, most significant bit first (numpy.packbits); 1 = written")
+    value: Array | None = Field(None, description="target weights of those cells, in order")
+    level: LevelArray | None = Field(None, description="instead of value: grid levels (integers, int8 on the wire for "
+                                     "a few dozen levels); target = level × the array's declared resolution "
+                                     "(describe: noise.program.resolution)")
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> "Cells":
+        if (self.index is None) == (self.mask is None):
+            raise ValueError("give the cells by 'index' or by 'mask', not both or neither")
+        if (self.value is None) == (self.level is None):
+            raise ValueError("give the targets as 'value' or as 'level', not both or neither")
+        return self
 
 
 class ProgramRequest(_Body):

@@ -135,26 +135,33 @@ def test_one_request_per_batch_trains_exactly_as_a_request_per_phase():
 @pytest.fixture(scope="module")
 def twin_lab(tmp_path_factory: pytest.TempPathFactory):
     lab = write_lab(Path(tmp_path_factory.mktemp("lab")) / "lab.toml",
-                    [{"id": f"chip-{k}", "sizes": SIZES, "seed": 11} for k in ("msgpack", "json")])
+                    [{"id": f"chip-{k}-{f}", "sizes": SIZES, "seed": 11} for k in ("msgpack", "json")
+                     for f in ("index", "mask")])
     with LocalServer(lab=lab) as url:
         yield url
 
 
-@pytest.mark.parametrize("encoding", ["msgpack", "json"])
-def test_a_relax_carrying_cells_and_nudges_over_http_is_the_driver_in_process(twin_lab, encoding):
+@pytest.mark.parametrize(("encoding", "form"), [("msgpack", "index"), ("json", "index"), ("msgpack", "mask"),
+                                               ("json", "mask")])
+def test_a_relax_carrying_cells_and_nudges_over_http_is_the_driver_in_process(twin_lab, encoding, form):
+    """Cells by index and value, or by packed mask and grid level: the same write."""
     rng = np.random.default_rng(8)
     w = {k: v.astype(np.float32) for k, v in weights(rng).items()}
     x = rng.uniform(0, 1, (6, 12)).astype(np.float32)
     y = np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]]
-    index = np.array([1, 4, 40, 95], np.int32)
-    cells = {"W0": (index, np.full(4, 0.35, np.float32))}
     local = EmulatedCrossbar("local", {"sizes": SIZES}, "default-v1", seed=11)
+    resolution = local.describe()["noise"]["program"]["resolution"]["W0"]
+    index, level = np.array([1, 4, 40, 95], np.int32), np.array([5, -3, 7, 2], np.int8)
+    cells = {"W0": (index, level * resolution)}
+    mask = np.zeros(8 * 12, bool)
+    mask[index] = True
+    sent = cells if form == "index" else {"W0": {"mask": np.packbits(mask), "level": level}}
     local.program(w)
     local.program_cells(cells)
     want = local.relax_nudged(x, 0.0, y, 25, None, [(0.5, 8), (-0.5, 8)], [1])
-    with DeviceClient(twin_lab, encoding=encoding) as client, client.lease(f"chip-{encoding}") as lease:
+    with DeviceClient(twin_lab, encoding=encoding) as client, client.lease(f"chip-{encoding}-{form}") as lease:
         lease.program(w, return_achieved=False)
-        got = lease.relax(x, 0.0, y, 25, nudges=[(0.5, 8), (-0.5, 8)], layers=[1], program_cells=cells)
+        got = lease.relax(x, 0.0, y, 25, nudges=[(0.5, 8), (-0.5, 8)], layers=[1], program_cells=sent)
         records = httpx.get(f"{twin_lab}/v1/audit", params={"lease_id": lease.lease_id}).json()["records"]
         after = lease.read_weights()["weights"]
     assert [np.asarray(a).shape for a in got["states"]] == [(6, 3)]

@@ -328,9 +328,10 @@ class DeviceClient:
         return self._operation("PUT", device_id, "weights", token, _program_body(weights, None, return_achieved),
                                fencing)
 
-    def program_cells(self, device_id: str, token: str, cells: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    def program_cells(self, device_id: str, token: str, cells: Mapping[str, Any],
                       return_achieved: bool = True, fencing: int | None = None) -> dict[str, Any]:
-        """Program single cells: ``cells[name] = (flat indices, strictly increasing; target values)``."""
+        """Program single cells: ``cells[name] = (flat indices, strictly increasing; target values)``, or
+        the compact form ``{"mask": packed bits, "level": grid levels}`` (docs/api.md)."""
         return self._operation("PUT", device_id, "weights", token, _program_body(None, cells, return_achieved),
                                fencing)
 
@@ -343,11 +344,13 @@ class DeviceClient:
         return self._operation("GET", device_id, "weights", token, None, fencing)
 
 
-def _program_body(weights: Mapping[str, np.ndarray] | None, cells: Mapping[str, tuple[np.ndarray, np.ndarray]] | None,
+def _program_body(weights: Mapping[str, np.ndarray] | None, cells: Mapping[str, Any] | None,
                   return_achieved: bool) -> dict[str, Any]:
-    """The body of a write: whole arrays (``weights``) or single cells (``cells``: flat indices, values)."""
+    """The body of a write: whole arrays (``weights``) or single cells (``cells``: per array a pair
+    ``(flat indices, values)``, or a map in the API's compact form such as ``{"mask", "level"}``)."""
     if cells is not None:
-        return {"cells": {k: {"index": np.asarray(i), "value": np.asarray(v)} for k, (i, v) in cells.items()},
+        return {"cells": {k: ({f: np.asarray(a) for f, a in c.items()} if isinstance(c, Mapping)
+                              else {"index": np.asarray(c[0]), "value": np.asarray(c[1])}) for k, c in cells.items()},
                 "return_achieved": return_achieved}
     return {"weights": {k: np.asarray(v) for k, v in (weights or {}).items()}, "return_achieved": return_achieved}
 

@@ -36,7 +36,7 @@ from device_server.schemas import (
     WeightsResponse,
     WriteResponse,
 )
-from device_server.validation import enforce, enforce_step
+from device_server.validation import decode_cells, enforce, enforce_step
 from trainer_client import codec
 
 router = APIRouter(prefix="/v1/devices", tags=["operations"])
@@ -240,8 +240,11 @@ def _write(kind: str, p: ProgramRequest | UpdateRequest, decl: dict, clipped: di
         if name not in weights:
             raise NotFound(f"{field}.{name}: no such array; the device has {weights}", field=f"{field}.{name}")
     if cells is not None:
-        sparse = {name: (c.index, enforce(limits, name, c.value, field=f"{field}.{name}.value", clipped=clipped))
-                  for name, c in cells.items()}
+        sparse = {}
+        for name, c in cells.items():
+            index, value = decode_cells(decl, name, c.index, c.mask, c.value, c.level, f"{field}.{name}")
+            given_as = f"{field}.{name}.{'value' if c.level is None else 'level'}"
+            sparse[name] = (index, enforce(limits, name, value, field=given_as, clipped=clipped))
     elif kind == "program":
         arrays = {name: enforce(limits, name, a, field=f"{field}.{name}", clipped=clipped) for name, a in given.items()}
     else:

@@ -149,10 +149,13 @@ def nudge_target(loss: str, y_onehot: np.ndarray, free_out: np.ndarray, temperat
 
 
 def grid_codes(weights: Mapping[str, np.ndarray], resolution: Mapping[str, float]) -> dict[str, np.ndarray]:
-    """Level index ``rint(w/resolution)`` of every cell, computed as the device rounds (float64,
-    times the reciprocal): a cell whose code is unchanged has an unchanged grid target."""
-    return {name: np.rint(np.multiply(w, 1.0 / resolution[name], dtype=np.float64)).astype(np.int32)
-            for name, w in weights.items()}
+    """Level index ``rint(w/resolution)`` of every cell (float64), computed as the device rounds
+    (float64, times the reciprocal): a cell whose code is unchanged has an unchanged grid target."""
+    out = {}
+    for name, w in weights.items():
+        code = np.multiply(w, 1.0 / resolution[name], dtype=np.float64)
+        out[name] = np.rint(code, out=code)
+    return out
 
 
 def program_resolution(info: Mapping[str, Any]) -> dict[str, float] | None:
@@ -210,9 +213,11 @@ class EPTrainer:
             return "weights", targets
         cells = {}
         for name, code in codes.items():
-            index = np.flatnonzero(code != previous[name])
-            if index.size:
-                cells[name] = (index.astype(np.int32), targets[name].reshape(-1)[index])
+            changed = code != previous[name]
+            levels = code[changed]
+            if levels.size:  # compact: a bit per cell, a byte per level (docs/api.md)
+                small = np.int8 if np.abs(levels).max() <= 127 else np.int32
+                cells[name] = {"mask": np.packbits(changed.reshape(-1)), "level": levels.astype(small)}
         return ("cells", cells) if cells else None
 
     def program(self) -> dict[str, Any] | None:
