@@ -24,7 +24,7 @@ from device_server.context import ServerContext
 from device_server.deps import Ctx
 from device_server.drivers.base import ContractViolation, Driver, OpResult, summed_report
 from device_server.drivers.declaration import report_problems
-from device_server.errors import CapabilityMissing, InvalidInput, LeaseRequired, NotFound
+from device_server.errors import CapabilityMissing, Forbidden, InvalidInput, LeaseRequired, NotFound
 from device_server.openapi import body_doc, problem_responses, response_doc
 from device_server.schemas import (
     ForwardRequest,
@@ -206,6 +206,9 @@ async def relax(device_id: str, request: Request, ctx: Ctx, who: Operator, token
         ]
         nudges = [(enforce(limits, "beta", n.beta, field=f"nudges[{j}].beta"),
                    enforce(limits, "steps", n.steps, field=f"nudges[{j}].steps")) for j, n in enumerate(p.nudges or [])]
+        if p.program is not None and "program:devices" not in who.scopes:  # a write needs the writer's scope
+            raise Forbidden(f"key {who.key_id} ({who.name}, role {who.role}) lacks scope program:devices, which a "
+                            "relax that carries a write needs", field="program")
         write = None if p.program is None else _write("program", p.program, decl, clipped, prefix="program.")
 
         def call(d: Driver) -> OpResult:

@@ -24,14 +24,14 @@ Updates come from measured device states only: the client never evaluates the ne
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import inspect
-
 import numpy as np
 
+from trainer_client.errors import InvalidInput
 from trainer_client.optim import LR_SCHEDULES, OPTIMIZERS, SGD, Adam, make_optimizer
 
 NUDGING = ("symmetric", "one-sided", "random-sign")
@@ -200,39 +200,54 @@ class EPTrainer:
         """Scale every learning rate (a schedule's value for the coming epoch)."""
         self.lrs = {name: lr * factor for name, lr in self.base_lrs.items()}
 
-    def _pending_write(self) -> tuple[str, dict[str, Any]] | None:
-        """What the device must be written to hold the current targets: ``("weights", arrays)``,
-        ``("cells", {name: (index, value)})`` (with a grid, after a first whole write) or None."""
+    def _pending_write(self) -> tuple[str, dict[str, Any], dict[str, np.ndarray] | None] | None:
+        """What the device must be written to hold the current targets — ``("weights", arrays,
+        codes)`` or, with a grid and after a first whole write, ``("cells", {name: {mask, level}},
+        codes)`` — or None when no cell changed level. ``codes`` become the device's record once
+        the write is acknowledged (:meth:`_written`)."""
         targets = self.net.targets()
         if not self.sparse:
-            return "weights", targets
+            return "weights", targets, None
         assert self.resolution is not None
         codes = grid_codes(targets, self.resolution)
-        previous, self._codes = self._codes, codes
-        if previous is None:
-            return "weights", targets
+        if self._codes is None:
+            return "weights", targets, codes
         cells = {}
         for name, code in codes.items():
-            changed = code != previous[name]
+            changed = code != self._codes[name]
             levels = code[changed]
             if levels.size:  # compact: a bit per cell, a byte per level (docs/api.md)
                 small = np.int8 if np.abs(levels).max() <= 127 else np.int32
                 cells[name] = {"mask": np.packbits(changed.reshape(-1)), "level": levels.astype(small)}
-        return ("cells", cells) if cells else None
+        return ("cells", cells, codes) if cells else None
+
+    def _written(self, send: Callable[[dict[str, Any]], Any]) -> Any:
+        """``send(write)`` with the pending write (``{"program_weights": …}``, ``{"program_cells": …}``
+        or ``{}``), then record what the device holds. A device that takes no single cells (422 on
+        ``cells``) gets whole arrays from then on."""
+        pending = self._pending_write()
+        try:
+            out = send({} if pending is None else {f"program_{pending[0]}": pending[1]})
+        except InvalidInput as exc:
+            if pending is None or pending[0] != "cells" or exc.field not in ("cells", "program.cells"):
+                raise
+            self.sparse, self._codes = False, None
+            return self._written(send)
+        if pending is not None and pending[2] is not None:
+            self._codes = pending[2]
+        return out
 
     def program(self) -> dict[str, Any] | None:
         """Write the targets; with a grid, only the cells whose level changed (None: none did)."""
-        write = self._pending_write()
-        if write is None:
-            return None
-        kind, arrays = write
-        if kind == "cells":
-            return self.device.program_cells(arrays, return_achieved=False)
-        return self.device.program(arrays, return_achieved=False)
 
-    def forget_programmed(self) -> None:
-        """The device's weights changed behind this trainer's back: the next write sends whole arrays."""
-        self._codes = None
+        def send(write: dict[str, Any]) -> dict[str, Any] | None:
+            if "program_cells" in write:
+                return self.device.program_cells(write["program_cells"], return_achieved=False)
+            if "program_weights" in write:
+                return self.device.program(write["program_weights"], return_achieved=False)
+            return None
+
+        return self._written(send)
 
     def free_phase(self, x: np.ndarray, output_only: bool = False) -> list[np.ndarray]:
         """Measured free-phase states of every layer (``output_only``: only the output layer,
@@ -246,19 +261,20 @@ class EPTrainer:
         cfg = self.config
         beta = cfg.beta
         if self.fused:
-            write: dict[str, Any] = {}
-            if self.carries_write:  # the write travels with the phases: one request per batch
-                pending = self._pending_write()
-                if pending is not None:
-                    write = {"program_" + pending[0]: pending[1]}
-            else:
-                self.program()
             if cfg.nudging == "random-sign":
                 beta = beta if self.rng.random() < 0.5 else -beta
             symmetric = cfg.nudging == "symmetric"
             nudges = [(beta, cfg.t2), (-beta, cfg.t2)] if symmetric else [(beta, cfg.t2)]
-            out = self.device.relax(x, 0.0, y_onehot, cfg.t1, None, nudges=nudges,
-                                    layers=[len(self.net.sizes) - 2] if symmetric else None, **write)
+            layers = [len(self.net.sizes) - 2] if symmetric else None
+
+            def phases(write: dict[str, Any]) -> dict[str, Any]:
+                return self.device.relax(x, 0.0, y_onehot, cfg.t1, None, nudges=nudges, layers=layers, **write)
+
+            if self.carries_write:  # the write travels with the phases: one request per batch
+                out = self._written(phases)
+            else:
+                self.program()
+                out = phases({})
             free, nudged = out["states"], out["nudged"]
             if symmetric:
                 grads = ep_gradient(x, nudged[0], nudged[1], 1.0 / (2.0 * beta))
