@@ -13,7 +13,9 @@ P/AP parts at the read bias (in weight units) and ``W = A + B``,
 
     h = W x + B [x ∘ (s(x) − 1)],   s(x) = G_AP(x·V_read) / G_AP(V_read),
 
-two matrix products instead of one per cell and sample (see :func:`mtj.ap_bias_factor`).
+two matrix products instead of one per cell and sample (see :func:`mtj.ap_bias_factor`), kept as
+``(W + L·B) x − C·B g(x)`` with ``g(x) = x/(D + a x²)`` (:func:`mtj.ap_bias_split`): the two read
+matrices follow every write, and a read evaluates only ``g``.
 
 Neurons are STNOs at their steady state, ``ρ(h) = p₀(ζ(h))/p₀(ζ_max)``
 (:mod:`device_models.stno`). ``relax`` iterates the synchronous dynamics of the prototypical

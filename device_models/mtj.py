@@ -45,8 +45,8 @@ def ap_bias_excess(x: np.ndarray, v_ref_v: float, tmr0: float, v_h_v: float) -> 
 
         s(x) − 1 = [TMR(V_ref)(1 + u) − TMR₀] / (1 + u + TMR₀),
 
-    evaluated in place (seven passes over ``x``, in its own precision): it runs at every update of
-    every ``relax``.
+    evaluated in place (seven passes over ``x``, in its own precision). The crossbar's reads use the
+    equivalent split form of :func:`ap_bias_split` (four passes per read); this one is the reference.
     """
     a = (v_ref_v / v_h_v) ** 2
     tmr_ref = tmr0 / (1.0 + a)
