@@ -39,7 +39,7 @@ from trainer_client.client import DeviceClient  # noqa: E402
 from trainer_client.datasets import load_mnist  # noqa: E402
 from trainer_client.ep_command import EP_DEFAULTS  # noqa: E402
 from trainer_client.local_server import LocalServer  # noqa: E402
-from trainer_client.protocols.ep import EPConfig, EPNetwork, EPTrainer  # noqa: E402
+from trainer_client.protocols.ep import EPConfig, EPNetwork, EPTrainer, program_resolution  # noqa: E402
 
 SIZES = [784, 512, 10]
 SEED = 2
@@ -140,10 +140,12 @@ def run(batches: int | None = None) -> dict:
     batch_list = [(data.x_train[order[i * bs:(i + 1) * bs]], eye[data.y_train[order[i * bs:(i + 1) * bs]]])
                   for i in range(n_batches)]
     driver = EmulatedCrossbar("bench", {"sizes": SIZES}, "default-v1", seed=SEED)
-    w_max = driver.describe()["topology"]["w_max"]
+    info = driver.describe()
+    w_max = info["topology"]["w_max"]
 
     def trainer(device) -> EPTrainer:
-        return EPTrainer(device, EPNetwork.init(SIZES, w_max, np.random.default_rng(config.seed)), config)
+        return EPTrainer(device, EPNetwork.init(SIZES, w_max, np.random.default_rng(config.seed)), config,
+                         program_resolution(info))
 
     def chunks(step, predict):
         """The epoch as a list of callables: training chunks, then the test set."""

@@ -1,8 +1,8 @@
 """One EP training step on ``crossbar-mnist`` (784-512-10, batch 128): in-process driver vs HTTP.
 
-A step is what the trainer does per batch: program the hidden weights (only changed cells are
-rewritten), a free phase of ``t1`` updates and two nudged phases of ``t2`` (symmetric nudging),
-then the weight update on the client. Contenders:
+A step is what the trainer does per batch: write the hidden weights (only the cells whose level
+changed), a free phase of ``t1`` updates and two nudged phases of ``t2`` from the free state
+(symmetric nudging) — one request — then the weight update on the client. Contenders:
 
 - ``in_process``: the same :class:`EPTrainer` driving the emulated driver object directly;
 - ``http_msgpack``: over HTTP to a real ``hil-server`` subprocess, binary codec (the default);
@@ -27,10 +27,11 @@ import numpy as np  # noqa: E402
 
 from benchmarks.common import interleaved, summary, write_result  # noqa: E402
 from device_server.drivers.emulated import EmulatedCrossbar  # noqa: E402
+from device_server.testing.inprocess import InProcessDevice  # noqa: E402
 from trainer_client.client import DeviceClient  # noqa: E402
 from trainer_client.datasets import load_mnist  # noqa: E402
 from trainer_client.local_server import LocalServer  # noqa: E402
-from trainer_client.protocols.ep import EPConfig, EPNetwork, EPTrainer  # noqa: E402
+from trainer_client.protocols.ep import EPConfig, EPNetwork, EPTrainer, program_resolution  # noqa: E402
 
 SIZES = [784, 512, 10]
 DEVICE = "crossbar-mnist"
@@ -45,24 +46,13 @@ def bench_lab(*names: str) -> str:
     )
 
 
-class InProcess:
-    """The EP device interface on a driver object: no HTTP, no codec, no server checks."""
-
-    def __init__(self, driver: EmulatedCrossbar) -> None:
-        self.driver = driver
-
-    def program(self, weights, return_achieved=True):
-        r = self.driver.program(weights)
-        return {**(r.arrays if return_achieved else {}), "report": r.report}
-
-    def relax(self, x, beta=0.0, target=None, steps=20, init=None):
-        r = self.driver.relax(np.asarray(x), beta, target, steps, init)
-        return {**r.arrays, "report": r.report}
+#: The driver object behind the trainer's device interface: no HTTP, no codec, no server checks.
+InProcess = InProcessDevice
 
 
-def make_trainer(device, w_max, config: EPConfig) -> EPTrainer:
-    net = EPNetwork.init(SIZES, w_max, np.random.default_rng(config.seed))
-    return EPTrainer(device, net, config)
+def make_trainer(device, info: dict, config: EPConfig) -> EPTrainer:
+    net = EPNetwork.init(SIZES, info["topology"]["w_max"], np.random.default_rng(config.seed))
+    return EPTrainer(device, net, config, program_resolution(info))
 
 
 def run(rounds: int = 12, batch: int = 128, t1: int = 30, t2: int = 10) -> dict:
@@ -71,8 +61,8 @@ def run(rounds: int = 12, batch: int = 128, t1: int = 30, t2: int = 10) -> dict:
     y = np.eye(10, dtype=np.float32)[data.y_train[:batch]]
     config = EPConfig(beta=0.5, t1=t1, t2=t2, lrs=(0.05, 0.025), batch_size=batch, seed=0)
     driver = EmulatedCrossbar(DEVICE, {"sizes": SIZES}, "default-v1", seed=2)
-    w_max = driver.describe()["topology"]["w_max"]
-    local = make_trainer(InProcess(driver), w_max, config)
+    info = driver.describe()
+    local = make_trainer(InProcess(driver), info, config)
     with tempfile.TemporaryDirectory() as tmp:
         lab, lab_durable = Path(tmp) / "bench.toml", Path(tmp) / "durable.toml"
         lab.write_text(bench_lab("bench-msgpack", "bench-json"))
@@ -82,9 +72,9 @@ def run(rounds: int = 12, batch: int = 128, t1: int = 30, t2: int = 10) -> dict:
                 DeviceClient(url, encoding="json") as text, DeviceClient(durable_url) as kept:
             with binary.lease("bench-msgpack") as lease_b, text.lease("bench-json") as lease_j, \
                     kept.lease("bench-durable") as lease_d:
-                http_b = make_trainer(lease_b, w_max, config)
-                http_j = make_trainer(lease_j, w_max, config)
-                http_d = make_trainer(lease_d, w_max, config)
+                http_b = make_trainer(lease_b, info, config)
+                http_j = make_trainer(lease_j, info, config)
+                http_d = make_trainer(lease_d, info, config)
                 samples = interleaved(
                     {"in_process": lambda: local.step(x, y), "http_msgpack": lambda: http_b.step(x, y),
                      "http_msgpack_durable": lambda: http_d.step(x, y), "http_json": lambda: http_j.step(x, y)},
@@ -93,7 +83,8 @@ def run(rounds: int = 12, batch: int = 128, t1: int = 30, t2: int = 10) -> dict:
     result = {name: summary(s) for name, s in samples.items()}
     base = result["in_process"]["median_s"]
     return {
-        "what": "one EP training step (program + free + two nudged phases + update), crossbar-mnist, default-v1",
+        "what": "one EP training step (write + free + two nudged phases in one request, update), crossbar-mnist, "
+                "default-v1",
         "batch": batch, "t1": t1, "t2": t2, "nudging": "symmetric",
         "contenders": result,
         "ratios": {"http_msgpack/in_process": result["http_msgpack"]["median_s"] / base,

@@ -13,7 +13,9 @@ P/AP parts at the read bias (in weight units) and ``W = A + B``,
 
     h = W x + B [x ∘ (s(x) − 1)],   s(x) = G_AP(x·V_read) / G_AP(V_read),
 
-two matrix products instead of one per cell and sample (see :func:`mtj.ap_bias_factor`).
+two matrix products instead of one per cell and sample (see :func:`mtj.ap_bias_factor`), kept as
+``(W + L·B) x − C·B g(x)`` with ``g(x) = x/(D + a x²)`` (:func:`mtj.ap_bias_split`): the two read
+matrices follow every write, and a read evaluates only ``g``.
 
 Neurons are STNOs at their steady state, ``ρ(h) = p₀(ζ(h))/p₀(ζ_max)``
 (:mod:`device_models.stno`). ``relax`` iterates the synchronous dynamics of the prototypical
@@ -49,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from device_models import mtj, stno
+from device_models.noise import standard_normal
 from device_models.config import CrossbarConfig
 
 MODEL_VERSION = "crossbar-1.1"
@@ -102,8 +105,22 @@ class _Crossbar:
     w: np.ndarray  # (n_out, n_in) effective weight at the read bias, emulation dtype
     b: np.ndarray  # (n_out,) effective bias
     w_ap: np.ndarray | None  # (n_out, n_in) AP part of w, for the bias nonlinearity
+    read: np.ndarray  # (2, n_out, n_in) what a read multiplies: [W + L·B, −C·B] (bias on) or [W] (off)
     col_g_sum: np.ndarray  # (n_in+1,) Σ over rows of G⁺+G⁻: forward-read power per V²
     row_g_sum: np.ndarray  # (n_out,) Σ over columns of G⁺+G⁻ (weights only): transposed read
+    split: tuple[float, float, float, float] | None  # mtj.ap_bias_split constants (None: bias nonlinearity off)
+
+    def set_read(self, split: tuple[float, float, float, float] | None) -> None:
+        """Rebuild the read matrices from ``w`` and ``w_ap`` (:func:`mtj.ap_bias_split` constants)."""
+        if split is None:
+            self.read = self.w[None]
+            return
+        linear, c = split[0], split[1]
+        read = np.empty((2, *self.w.shape), dtype=self.w.dtype)
+        np.multiply(self.w_ap, linear, out=read[0])
+        read[0] += self.w
+        np.multiply(self.w_ap, -c, out=read[1])
+        self.read = read
 
     def refresh(self, dtype: np.dtype, nonlinear: bool) -> np.ndarray:
         """Recompute the derived read matrices from the conductances (all cells at once: cheaper
@@ -115,6 +132,7 @@ class _Crossbar:
         ap = ap_share_s(self.g_p, self.g_ap, self.g)
         if nonlinear:
             self.w_ap = np.ascontiguousarray((ap[0] - ap[1])[:, : self.n_in] / self.g_unit_s, dtype=dtype)
+        self.set_read(self.split)
         total = self.g[0] + self.g[1]
         self.col_g_sum = total.sum(axis=0)
         self.row_g_sum = total[:, : self.n_in].sum(axis=1)
@@ -144,8 +162,17 @@ class _Crossbar:
             w_idx, weight = w_idx[in_w], weight[in_w]
             ap_weight = None if ap_weight is None else ap_weight[in_w]
         self.w.put(w_idx, weight)
-        if ap_weight is not None:
+        if ap_weight is None:
+            self.read = self.w[None]
+        else:
             self.w_ap.put(w_idx, ap_weight)
+            # the arithmetic of set_read, in the read dtype: a restore (refresh) gives the same bits
+            linear, c = self.split[0], self.split[1]
+            ap_cast = ap_weight.astype(self.w.dtype)
+            folded = np.multiply(ap_cast, linear)
+            folded += weight.astype(self.w.dtype)
+            self.read[0].put(w_idx, folded)
+            self.read[1].put(w_idx, np.multiply(ap_cast, -c))
         delta = g_plus + g_minus - old_total
         self.col_g_sum += np.bincount(cols, weights=delta, minlength=n1)
         self.row_g_sum += np.bincount(rows if all_w else rows[in_w], weights=delta if all_w else delta[in_w],
@@ -249,6 +276,8 @@ class CrossbarNetwork:
             w_ap=None,
             col_g_sum=np.empty(0),
             row_g_sum=np.empty(0),
+            read=np.empty(0),
+            split=mtj.ap_bias_split(c.v_read_v, c.tmr0, c.v_h_v) if c.bias_nonlinearity else None,
         )
         xb.refresh(self.dtype, c.bias_nonlinearity)
         return xb
@@ -271,27 +300,38 @@ class CrossbarNetwork:
         return float(min(nominal, np.quantile(reach, 0.001)))
 
     # ------------------------------------------------------------------ reads
-    def _bias_term(self, v: np.ndarray) -> np.ndarray:
-        """``x ∘ (s(x) − 1)``: the input's share of the AP conductance change with bias."""
-        c = self.config
-        return mtj.ap_bias_excess(v, c.v_read_v, c.tmr0, c.v_h_v)
+    def _rational(self, v: np.ndarray) -> np.ndarray | None:
+        """``g(v)`` of the bias nonlinearity (:func:`mtj.ap_bias_split`); None when it is off.
 
-    def _read_forward(self, k: int, v: np.ndarray) -> np.ndarray:
-        """Column-to-row read of crossbar ``k``: ``W_k v + b_k`` (+ bias nonlinearity)."""
+        Computed once per state and update, shared by the reads that state drives.
+        """
+        split = self._xbars[0].split
+        return None if split is None else mtj.ap_bias_rational(v, split[2], split[3])
+
+    def _read_forward(self, k: int, v: np.ndarray, g: np.ndarray | None = None,
+                      out: np.ndarray | None = None) -> np.ndarray:
+        """Column-to-row read of crossbar ``k``: ``W_k v + b_k`` (+ bias nonlinearity).
+
+        With the nonlinearity, ``(W + L·B) v − C·B g(v) + b`` (:func:`mtj.ap_bias_split`): the
+        same current as ``W v + B[v∘(s(v) − 1)] + b``, three fewer passes over ``v``.
+        ``g``: ``g(v)`` if the caller has it already; ``out``: where to write the result.
+        """
         xb = self._xbars[k]
-        h = v @ xb.w.T
+        h = np.matmul(v, xb.read[0].T, out=out)
+        if xb.split is not None:
+            h += (self._rational(v) if g is None else g) @ xb.read[1].T
         h += xb.b
-        if xb.w_ap is not None:
-            h += self._bias_term(v) @ xb.w_ap.T
         return h
 
-    def _read_transposed(self, k: int, v: np.ndarray) -> np.ndarray:
-        """Row-to-column read of crossbar ``k``: ``W_kᵀ v`` (+ bias nonlinearity)."""
+    def _read_transposed(self, k: int, v: np.ndarray, g: np.ndarray | None = None,
+                         out: np.ndarray | None = None) -> np.ndarray:
+        """Row-to-column read of crossbar ``k``: ``W_kᵀ v`` (+ bias nonlinearity, one product of
+        ``[v, g(v)]`` with the stacked read matrices)."""
         xb = self._xbars[k]
-        h = v @ xb.w
-        if xb.w_ap is not None:
-            h += self._bias_term(v) @ xb.w_ap
-        return h
+        if xb.split is None:
+            return np.matmul(v, xb.read[0], out=out)
+        g = self._rational(v) if g is None else g
+        return np.matmul(np.concatenate([v, g], axis=1), xb.read.reshape(2 * xb.n_out, xb.n_in), out=out)
 
     def _read_energy_j(self, k: int, v: np.ndarray, transposed: bool) -> float:
         """``Σ V²·G·t_read`` of one read of crossbar ``k`` for every sample of ``v``."""
@@ -303,20 +343,23 @@ class CrossbarNetwork:
             power = float(v2.sum(axis=0) @ xb.col_g_sum[: xb.n_in] + v.shape[0] * xb.col_g_sum[xb.n_in])
         return power * c.v_read_v**2 * c.t_read_s
 
-    def _activate(self, h: np.ndarray) -> np.ndarray:
+    def _activate(self, h: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         c = self.config
-        return stno.response(c.activation, h, c.q_damping, c.zeta_max)
+        return stno.response(c.activation, h, c.q_damping, c.zeta_max, out=out)
 
-    def _neuron_energy_j(self, h: np.ndarray) -> float:
+    def _neuron_energy_j(self, h: np.ndarray, scratch: np.ndarray | None = None) -> float:
         c = self.config
-        return stno.neuron_energy_j(h, c.zeta_max, c.i_th_a, c.r_stno_ohm, c.t_neuron_s)
+        return stno.neuron_energy_j(h, c.zeta_max, c.i_th_a, c.r_stno_ohm, c.t_neuron_s, scratch=scratch)
 
     def _measure(self, s: np.ndarray) -> np.ndarray:
         """A measured neuron output: the true one plus read noise (``read_std`` of full scale 1)."""
         std = self.config.read_std
         if std == 0:
             return s.copy()
-        return s + std * self._rng.standard_normal(s.shape, dtype=self.dtype)
+        noise = standard_normal(self._rng, s.shape, self.dtype)
+        noise *= std
+        noise += s
+        return noise
 
     def _report(self, device_time_s: float, n_samples: int, energy_terms: Mapping[str, float], **extra: Any) -> dict:
         c = self.config
@@ -367,8 +410,30 @@ class CrossbarNetwork:
         is the fraction of the way to its steady state a neuron moves per update. The report's ``residual`` is
         ``max |s(t) − s(t−1)|`` over the last update.
         """
+        states, _, report = self.relax_nudged(x, beta, target, steps, init)
+        return states, report
+
+    def relax_nudged(
+        self,
+        x: np.ndarray,
+        beta: float = 0.0,
+        target: np.ndarray | None = None,
+        steps: int = 20,
+        init: Sequence[np.ndarray] | None = None,
+        nudges: Sequence[tuple[float, int]] = (),
+        layers: Sequence[int] | None = None,
+    ) -> tuple[list[np.ndarray], list[list[np.ndarray]], dict]:
+        """A phase as :meth:`relax`, then each nudged phase ``(β_j, steps_j)`` of ``nudges`` started
+        from the state the chip settled in (kept on the chip: it is neither measured nor sent back).
+
+        This is what EP does per batch (Laborieux et al. 2021: nudged phases ``±β`` from the free
+        state) as one instrument transaction. Returns the measured states of the first phase —
+        only the neuron layers ``layers`` (indices into ``init``'s list; all when None) — the
+        measured states of every layer after each nudged phase, and one report: times and energy
+        summed over the phases, the first phase's ``steps``/``residual``/``beta``, and per nudged
+        phase its ``beta``, ``steps`` and ``residual`` under ``nudges``.
+        """
         c = self.config
-        rate = c.relax_rate
         x = np.asarray(x, dtype=self.dtype)
         batch = x.shape[0]
         n = self.n_crossbars
@@ -378,46 +443,111 @@ class CrossbarNetwork:
             states = [np.array(s, dtype=self.dtype) for s in init]
         y = None if target is None else np.asarray(target, dtype=self.dtype)
         drive = self._input_drive(x)
-        # Σ over samples and updates of each neuron layer's squared state: the read energy of the
-        # crossbars that layer drives (forward into k+1, transposed into k) is linear in it
-        squares = [np.zeros(self.sizes[k + 1]) for k in range(n)]
+        e_input = self._read_energy_j(0, x, transposed=False)  # one read of crossbar 0, per update
+        terms = {"read": 0.0, "neuron": 0.0}
+        phases = []
+        free = states
+        for j, (b, t) in enumerate([(beta, steps), *nudges]):
+            settled, e_read, e_neuron, residual = self._settle(drive, free, y, float(b), int(t))
+            terms["read"] += t * e_input + e_read
+            terms["neuron"] += e_neuron
+            phases.append((settled, {"beta": b, "steps": t, "residual": residual}))
+            if j == 0:
+                free = settled
+        keep = range(n) if layers is None else layers
+        measured = [self._measure(free[k]) for k in keep]
+        nudged = [[self._measure(s) for s in settled] for settled, _ in phases[1:]]
+        updates = steps + sum(int(t) for _, t in nudges)
+        device_time = batch * updates * (c.t_read_s + c.t_neuron_s)
+        first = phases[0][1]
+        extra: dict[str, Any] = {"steps": steps, "residual": first["residual"], "beta": beta}
+        if nudges:
+            extra["nudges"] = [info for _, info in phases[1:]]
+        report = self._report(device_time, batch * len(phases), terms, **extra)
+        return measured, nudged, report
+
+    def _layer_buffer(self, batch: int) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One contiguous array holding every neuron layer's ``(batch, n_k)`` block, and the blocks
+        (views): element-wise work on all layers is one NumPy call instead of one per layer."""
+        flat = np.empty(batch * sum(self.sizes[1:]), dtype=self.dtype)
+        return flat, self._blocks_of(flat, batch)
+
+    def _settle(self, drive: np.ndarray, states: list[np.ndarray], y: np.ndarray | None, beta: float,
+                steps: int) -> tuple[list[np.ndarray], float, float, float]:
+        """``steps`` synchronous updates from ``states`` (left untouched): the true settled states,
+        the read energy [J] of the reads driven by neuron layers, the neuron energy [J] and the
+        residual ``max |s(t) − s(t−1)|`` of the last update. The drive ``W₀x + b₀`` is given.
+
+        All layers live in one buffer (:meth:`_layer_buffer`), double-buffered between updates:
+        the bias nonlinearity's ``g``, the neuron energy, the activation and the squared states
+        are one call each per update over every layer; the reads write into their layer's block.
+        """
+        c = self.config
+        rate = c.relax_rate
+        n = self.n_crossbars
+        batch = drive.shape[0]
+        split = self._xbars[0].split
+        cur, cur_s = self._layer_buffer(batch)
+        new, new_s = self._layer_buffer(batch)
+        for block, s in zip(cur_s, states):
+            block[...] = s
+        scratch = np.empty_like(cur)
+        g, g_s = self._layer_buffer(batch) if n > 1 and split is not None else (None, [None] * n)
+        # Σ over updates of every squared state: the read energy of the crossbars a layer drives
+        # (forward into k+1, transposed into k) is linear in its column sums
+        squares = np.zeros_like(cur) if n > 1 else None
+        nudge = np.empty_like(cur_s[-1]) if beta != 0.0 else None
         e_neuron = 0.0
         residual = 0.0
         for t in range(steps):
-            new_states = []
+            if g is not None:
+                mtj.ap_bias_rational(cur, split[2], split[3], out=g)
+            if squares is not None:
+                np.multiply(cur, cur, out=scratch)
+                squares += scratch
             for k in range(n):  # neuron layer k+1, fed by crossbar k (and k+1 transposed)
-                if k == 0:
-                    h = drive + self._read_transposed(1, states[1]) if n > 1 else drive.copy()
+                h = new_s[k]
+                if k + 1 < n:
+                    self._read_transposed(k + 1, cur_s[k + 1], g_s[k + 1], out=h)
+                    if k == 0:
+                        h += drive
+                    else:
+                        h += self._read_forward(k, cur_s[k - 1], g_s[k - 1])
+                elif k == 0:
+                    np.copyto(h, drive)
                 else:
-                    h = self._read_forward(k, states[k - 1])
-                    if k + 1 < n:
-                        h += self._read_transposed(k + 1, states[k + 1])
-                if k + 1 == n and beta != 0.0:
-                    h += beta * (y - states[k])
-                e_neuron += self._neuron_energy_j(h)
-                s = self._activate(h)
-                if rate != 1.0:
-                    s = states[k] + rate * (s - states[k])
-                new_states.append(s)
-            if n > 1:
-                for k in range(n):
-                    squares[k] += np.einsum("bj,bj->j", states[k], states[k])
+                    self._read_forward(k, cur_s[k - 1], g_s[k - 1], out=h)
+                if nudge is not None and k + 1 == n:
+                    np.subtract(y, cur_s[k], out=nudge)
+                    nudge *= beta
+                    h += nudge
+            e_neuron += self._neuron_energy_j(new, scratch)
+            self._activate(new, out=new)
+            if rate != 1.0:
+                new -= cur
+                new *= rate
+                new += cur
             if t == steps - 1:
-                residual = max(float(np.max(np.abs(a - b))) for a, b in zip(new_states, states))
-            states = new_states
+                np.subtract(new, cur, out=scratch)
+                residual = float(np.max(np.abs(scratch, out=scratch)))
+            cur, new, cur_s, new_s = new, cur, new_s, cur_s
         power = 0.0  # Σ (V/V_read)²·G [S] of the reads fed by neuron layers, over samples and updates
-        for k in range(n - 1):  # layer k+1 drives crossbar k+1 forward (columns) …
-            xb = self._xbars[k + 1]
-            power += float(squares[k] @ xb.col_g_sum[: xb.n_in]) + steps * batch * float(xb.col_g_sum[xb.n_in])
-        for k in range(1, n):  # … and crossbar k transposed (rows)
-            power += float(squares[k] @ self._xbars[k].row_g_sum)
-        e_read = steps * self._read_energy_j(0, x, transposed=False) + power * c.v_read_v**2 * c.t_read_s
-        measured = [self._measure(s) for s in states]
-        device_time = batch * steps * (c.t_read_s + c.t_neuron_s)
-        report = self._report(
-            device_time, batch, {"read": e_read, "neuron": e_neuron}, steps=steps, residual=residual, beta=beta
-        )
-        return measured, report
+        if squares is not None:
+            sums = [block.sum(axis=0, dtype=np.float64) for block in self._blocks_of(squares, batch)]
+            for k in range(n - 1):  # layer k+1 drives crossbar k+1 forward (columns) …
+                xb = self._xbars[k + 1]
+                power += float(sums[k] @ xb.col_g_sum[: xb.n_in]) + steps * batch * float(xb.col_g_sum[xb.n_in])
+            for k in range(1, n):  # … and crossbar k transposed (rows)
+                power += float(sums[k] @ self._xbars[k].row_g_sum)
+        return cur_s, power * c.v_read_v**2 * c.t_read_s, e_neuron, residual
+
+    def _blocks_of(self, flat: np.ndarray, batch: int) -> list[np.ndarray]:
+        """The layer blocks of a buffer laid out as :meth:`_layer_buffer`'s."""
+        blocks, offset = [], 0
+        for width in self.sizes[1:]:
+            blocks.append(flat[offset:offset + batch * width].reshape(batch, width))
+            offset += batch * width
+        return blocks
 
     def _input_drive(self, x: np.ndarray) -> np.ndarray:
         """``W₀x + b₀`` (with the bias nonlinearity) of this input, reused while ``x`` and crossbar 0 stay the same.
@@ -444,13 +574,13 @@ class CrossbarNetwork:
         report = self._report(device_time, 0, {"read": g_total * c.v_read_v**2 * c.t_cell_read_s})
         return self._weights(), report
 
-    def _weights(self) -> dict[str, np.ndarray]:
-        """Copies of the effective weights and biases (what a weight read measures)."""
+    def _weights(self, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Copies of the effective weights and biases (what a weight read measures), all or ``names``."""
         out: dict[str, np.ndarray] = {}
         for k, xb in enumerate(self._xbars):
-            out[f"W{k}"] = xb.w.copy()
-            out[f"b{k}"] = xb.b.copy()
-        return out
+            out[f"W{k}"] = xb.w
+            out[f"b{k}"] = xb.b
+        return {name: out[name].copy() for name in (out if names is None else names)}
 
     def targets(self) -> dict[str, np.ndarray]:
         """The grid targets last programmed (NaN where never written): the controller's record."""
@@ -484,7 +614,7 @@ class CrossbarNetwork:
             k = self.layer_of(name)
             full = new_targets.setdefault(k, self._xbars[k].target.copy())
             full[self._columns(k, name)] = self.quantize(k, w)
-        return self._write_all(new_targets, names=list(targets))
+        return self._write_all(self._changed(new_targets), names=list(targets))
 
     def update(self, deltas: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict]:
         """Incremental write: move each pair of the named arrays by ``delta`` in whole grid steps.
@@ -509,7 +639,7 @@ class CrossbarNetwork:
             else:
                 moved = current + delta
             full[cols] = np.clip(moved, -xb.w_max, xb.w_max)
-        return self._write_all(new_targets, names=list(deltas))
+        return self._write_all(self._changed(new_targets), names=list(deltas))
 
     def weight_shapes(self) -> dict[str, tuple[int, ...]]:
         """Shape of every weight array: ``W{k}`` is ``(n_{k+1}, n_k)``, ``b{k}`` is ``(n_{k+1},)``."""
@@ -531,20 +661,47 @@ class CrossbarNetwork:
         n_in = self._xbars[k].n_in
         return (slice(None), slice(0, n_in)) if name[0] == "W" else (slice(None), n_in)
 
-    def _write_all(self, new_targets: Mapping[int, np.ndarray], names: Sequence[str]) -> tuple[dict, dict]:
+    def program_cells(self, cells: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> tuple[dict[str, np.ndarray], dict]:
+        """:meth:`program` of single cells: ``cells[name] = (index, value)``, flat indices into
+        array ``name`` (row-major) and their target weights; the other cells keep their targets.
+
+        The same write as :meth:`program` of the whole array with those cells changed (each value
+        to its grid target, only pairs whose grid target changed rewritten), without passing over
+        the cells that were not named: a training step moves a fraction of the cells across a level.
+        """
+        writes = []
+        for name, (index, value) in cells.items():
+            k = self.layer_of(name)
+            xb = self._xbars[k]
+            index = np.asarray(index, dtype=np.int64)
+            pair = index + index // xb.n_in if name[0] == "W" else index * (xb.n_in + 1) + xb.n_in
+            q = self.quantize(k, value)
+            keep = ~(q == xb.target.reshape(-1)[pair])  # never-written (NaN) old counts as changed
+            writes.append((k, pair[keep], q[keep]))
+        return self._write_all(writes, names=list(cells))
+
+    def _changed(self, new_targets: Mapping[int, np.ndarray]) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """``(k, flat pair indices, grid targets)`` of the pairs whose target differs from the last written."""
+        writes = []
+        for k, full in new_targets.items():
+            flat, old = full.ravel(), self._xbars[k].target.ravel()
+            changed = np.flatnonzero(~np.isnan(flat) & ~(flat == old))  # never-written (NaN) old counts as changed
+            writes.append((k, changed, flat[changed]))
+        return writes
+
+    def _write_all(self, writes: Sequence[tuple[int, np.ndarray, np.ndarray]], names: Sequence[str]) -> tuple[dict, dict]:
+        """Write each ``(k, flat pair indices, grid targets)``; report as :meth:`program` does."""
         c = self.config
         written = failures = pulses = switches = junction_failures = 0
         e_write = e_verify = 0.0
         most_attempts = 0
-        failed: dict[str, np.ndarray] = {}
-        for k, full in new_targets.items():
+        failed: dict[str, np.ndarray] = {f"{p}{k}": np.empty(0, np.int64) for k, _, _ in writes for p in "Wb"}
+        for k, changed, values in writes:
             xb = self._xbars[k]
-            flat, old = full.ravel(), xb.target.ravel()
-            changed = np.flatnonzero(~np.isnan(flat) & ~(flat == old))  # never-written (NaN) old counts as changed
-            w = self._write_cells(xb, changed, flat[changed])
+            w = self._write_cells(xb, changed, values)
             if k == 0 and changed.size:
                 self._drive_cache = None  # the input drive changed with the conductances
-            xb.target = full
+            xb.target.reshape(-1)[changed] = values
             written += changed.size
             failures += w.failed.size
             pulses += w.pulses
@@ -553,13 +710,12 @@ class CrossbarNetwork:
             e_write += w.e_write_j
             e_verify += w.e_verify_j
             most_attempts = max(most_attempts, w.most_attempts)
-            rows, cols = np.unravel_index(w.failed, full.shape)
+            rows, cols = np.divmod(w.failed, xb.n_in + 1)
             weight_part = cols < xb.n_in
-            failed[f"W{k}"] = np.ravel_multi_index((rows[weight_part], cols[weight_part]), (xb.n_out, xb.n_in))
-            failed[f"b{k}"] = rows[~weight_part]
+            failed[f"W{k}"] = np.concatenate([failed[f"W{k}"], rows[weight_part] * xb.n_in + cols[weight_part]])
+            failed[f"b{k}"] = np.concatenate([failed[f"b{k}"], rows[~weight_part]])
         device_time = pulses * (c.t_pulse_s + c.t_read_s)
-        weights = self._weights()
-        achieved = {name: weights[name] for name in names}
+        achieved = self._weights(names)
         report = self._report(
             device_time,
             0,

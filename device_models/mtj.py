@@ -61,8 +61,8 @@ def ap_bias_excess(x: np.ndarray, v_ref_v: float, tmr0: float, v_h_v: float) -> 
 
         s(x) − 1 = [TMR(V_ref)(1 + u) − TMR₀] / (1 + u + TMR₀),
 
-    evaluated in place (seven passes over ``x``, in its own precision): it runs at every update of
-    every ``relax``.
+    evaluated in place (seven passes over ``x``, in its own precision). The crossbar's reads use the
+    equivalent split form of :func:`ap_bias_split` (four passes per read); this one is the reference.
     """
     a = (v_ref_v / v_h_v) ** 2
     tmr_ref = tmr0 / (1.0 + a)
@@ -176,3 +176,29 @@ def write_verify_attempts(n_switches: np.ndarray, p_sw: np.ndarray, max_attempts
 def retention_time_s(delta: float, tau0_s: float) -> float:
     """Mean retention time [s] of a stored bit at rest: the Néel–Brown ``τ₀ e^Δ`` (Δ = 40: ~7·10⁸ s for τ₀ = 1 ns)."""
     return float(tau0_s * np.exp(delta))
+
+
+def ap_bias_split(v_ref_v: float, tmr0: float, v_h_v: float) -> tuple[float, float, float, float]:
+    """Constants ``(L, C, D, a)`` of ``x ∘ (s(x) − 1) = L·x − C·g(x)``, ``g(x) = x/(D + a x²)``.
+
+    The same function as :func:`ap_bias_excess`, split into a part linear in ``x`` and a rational
+    remainder: with ``u = a x²``, ``a = (V_ref/V_h)²`` and ``L = TMR(V_ref) = TMR₀/(1 + a)``,
+
+        s(x) − 1 = [L(1 + u) − TMR₀]/(1 + TMR₀ + u) = L − TMR₀(1 + L)/(1 + TMR₀ + u),
+
+    so ``C = TMR₀(1 + L)`` and ``D = 1 + TMR₀``. A crossbar read ``W x + B[x∘(s(x) − 1)]`` becomes
+    ``(W + L·B) x − C·B g(x)``: the linear part folds into the read matrix once per write, and
+    only ``g`` (four passes over ``x``, :func:`ap_bias_rational`) runs at every read.
+    """
+    a = (v_ref_v / v_h_v) ** 2
+    linear = tmr0 / (1.0 + a)
+    return linear, tmr0 * (1.0 + linear), 1.0 + tmr0, a
+
+
+def ap_bias_rational(x: np.ndarray, d: float, a: float, out: np.ndarray | None = None) -> np.ndarray:
+    """``g(x) = x/(D + a x²)`` of :func:`ap_bias_split`, in ``x``'s precision (``out``: a buffer of its shape)."""
+    out = np.square(x, out=out)
+    out *= a
+    out += d
+    np.divide(x, out, out=out)
+    return out

@@ -123,33 +123,51 @@ def supercriticality(h: np.ndarray, zeta_max: float) -> np.ndarray:
     return np.clip(1.0 + h * (zeta_max - 1.0), -zeta_max, zeta_max)
 
 
-def activation(h: np.ndarray, q: float, zeta_max: float) -> np.ndarray:
+def activation(h: np.ndarray, q: float, zeta_max: float, out: np.ndarray | None = None) -> np.ndarray:
     """Normalised STNO activation ``ρ(h) = p₀(ζ(h)) / p₀(ζ_max)`` in ``[0, 1]``.
 
-    Written as ``z/(z + 1 + Q)·(ζ_max + Q)/(ζ_max − 1)`` with ``z = clip(h, 0, 1)(ζ_max − 1)``,
-    which is the same function with a single pass over the array per operation (hot path of
-    every ``relax`` step).
+    Written as ``c/(c·α + γ)`` with ``c = clip(h, 0, 1)``, ``α = (ζ_max − 1)/(ζ_max + Q)`` and
+    ``γ = (1 + Q)/(ζ_max + Q)`` — the same function (``z = c(ζ_max − 1)``, ``ρ = z/(z + 1 + Q)·
+    (ζ_max + Q)/(ζ_max − 1)``) in four passes over the array, the hot path of every ``relax``
+    step. ``out`` (may be ``h`` itself) receives the result.
     """
-    z = np.clip(h, 0.0, 1.0)
-    z *= zeta_max - 1.0
-    out = z / (z + (1.0 + q))
-    out *= (zeta_max + q) / (zeta_max - 1.0)
-    return out
+    c = np.clip(h, 0.0, 1.0, out=out)
+    den = np.multiply(c, (zeta_max - 1.0) / (zeta_max + q), dtype=c.dtype)
+    den += (1.0 + q) / (zeta_max + q)
+    np.divide(c, den, out=c)
+    return c
 
 
 def neuron_energy_j(
-    h: np.ndarray, zeta_max: float, i_th_a: float, r_stno_ohm: float, t_active_s: float
+    h: np.ndarray, zeta_max: float, i_th_a: float, r_stno_ohm: float, t_active_s: float,
+    scratch: np.ndarray | None = None,
 ) -> float:
     """Joule energy ``Σ R·I²·t`` of STNO neurons biased by pre-activations ``h`` for ``t_active_s``.
 
     ``I = ζ(h)·I_th`` (:func:`supercriticality`); the sum runs over every entry of ``h`` (batch ×
     neurons). With ``g = ζ_max − 1`` and ``c = clip(h, −(ζ_max + 1)/g, 1)`` (so ``ζ = 1 + g c``),
-    ``Σζ² = N + 2gΣc + g²Σc²``: three passes over ``h``, at every update of every ``relax``.
+    ``Σζ² = N + 2gΣc + g²Σc²``: one clip and two dot products (BLAS) over ``h``, at every update
+    of every ``relax``. ``scratch`` (same shape and type as ``h``, contiguous) spares the clip
+    an allocation.
     """
     g = zeta_max - 1.0
-    c = np.clip(h, -(zeta_max + 1.0) / g, 1.0).ravel()
-    sum_zeta2 = c.size + 2.0 * g * float(c.sum(dtype=np.float64)) + g * g * float(np.dot(c, c))
+    c = np.clip(h, -(zeta_max + 1.0) / g, 1.0, out=scratch).reshape(-1)
+    ones = _ones(c.size, c.dtype)
+    sum_zeta2 = c.size + 2.0 * g * float(np.dot(c, ones)) + g * g * float(np.dot(c, c))
     return float(r_stno_ohm * i_th_a**2 * t_active_s * max(sum_zeta2, 0.0))
+
+
+_ONES: dict[np.dtype, np.ndarray] = {}
+
+
+def _ones(n: int, dtype: np.dtype) -> np.ndarray:
+    """A read-only vector of ``n`` ones (a sum as a BLAS dot product, cheaper than ``sum``)."""
+    have = _ONES.get(dtype)
+    if have is None or have.size < n:
+        have = np.ones(max(n, 1024), dtype=dtype)
+        have.flags.writeable = False
+        _ONES[dtype] = have
+    return have[:n]
 
 
 def logistic(h: np.ndarray) -> np.ndarray:
@@ -167,10 +185,15 @@ def logistic(h: np.ndarray) -> np.ndarray:
     return out
 
 
-def response(name: str, h: np.ndarray, q: float, zeta_max: float) -> np.ndarray:
-    """The neuron response called ``name`` (``"stno"`` or ``"logistic"``) of pre-activations ``h``."""
+def response(name: str, h: np.ndarray, q: float, zeta_max: float, out: np.ndarray | None = None) -> np.ndarray:
+    """The neuron response called ``name`` (``"stno"`` or ``"logistic"``) of pre-activations ``h``
+    (written into ``out`` when given; it may be ``h``)."""
     if name == "stno":
-        return activation(h, q, zeta_max)
+        return activation(h, q, zeta_max, out=out)
     if name == "logistic":
-        return logistic(h)
+        r = logistic(h)
+        if out is None:
+            return r
+        out[...] = r
+        return out
     raise ValueError(f"unknown activation {name!r}; known: stno, logistic")

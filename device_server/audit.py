@@ -6,11 +6,14 @@ identity, scope, lease or quota (401, 403, 409, 428, 429). Each record holds who
 role), what (method, path, action), on which device and lease (with its fencing number), the
 request id and idempotency key, the outcome and status, and the device time and energy spent.
 
-The record is written when the answer's status line is ready and before it is sent, in a
-worker thread (the commit stays off the event loop). Records of calls that changed something
-are committed with an fsync; those of measurements and refusals without one (they survive a
-crash of the server, not a power cut): a training step pays one fsync for its write, not one per
-phase. Queue long-polls and plain reads are not recorded.
+The record is made when the answer's status line is ready and before it is sent. Records of
+calls that changed something are committed with an fsync, in a worker thread (the commit stays
+off the event loop), before the answer goes out. Those of measurements and refusals — and every
+record of a store that is not durable — are queued and committed in batches of
+:data:`~device_server.store.AUDIT_BATCH` without an fsync (before any later record, any audit
+query, and at shutdown): a measurement costs no commit and no thread hop of its own, and a crash
+of the server loses at most the queued records of calls that changed nothing. A training step
+pays one fsync for its write, none per phase. Queue long-polls and plain reads are not recorded.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from device_server.store import Store
+from device_server.store import AUDIT_BATCH, Store
 
 #: Statuses that mean "refused": identity, scope, lease, quota.
 REFUSED = frozenset({401, 403, 409, 428, 429})
@@ -56,9 +59,13 @@ class AuditMiddleware:
                 started = True
                 record = self._record(scope, message)
                 if record is not None:
-                    # a call that changed something waits for the disk; a measurement or a refusal need not
+                    # a call that changed something waits for the disk; a measurement or a refusal need
+                    # not, and neither does anything on a store that is not durable: queued, committed in batches
                     changed = record["outcome"] in ("ok", "replayed") and record["action"] not in MEASUREMENTS
-                    await anyio.to_thread.run_sync(self.store.append_audit, record, changed)
+                    if changed and self.store.durable:
+                        await anyio.to_thread.run_sync(self.store.append_audit, record, True)
+                    elif self.store.queue_audit(record) >= AUDIT_BATCH:
+                        await anyio.to_thread.run_sync(self.store.flush_audit)
             await send(message)
 
         try:

@@ -71,7 +71,7 @@ class DurableDevices:
         return StateJournal(driver.export_state())
 
     def persist_write(self, device_id: str, driver: Driver, operation: str, idempotency_key: str | None,
-                      owner: str, fingerprint: str, content: dict[str, Any]) -> None:
+                      owner: str, fingerprint: object, content: dict[str, Any]) -> None:
         """Make a write durable (its changed cells and its answer) before it is acknowledged."""
         if not self.store.durable:
             return
@@ -85,7 +85,7 @@ class DurableDevices:
             elif changes:
                 self.store.journal_write(conn, device_id, changes)
             if idempotency_key:
-                self.store.remember(conn, device_id, operation, idempotency_key, owner, fingerprint,
+                self.store.remember(conn, device_id, operation, idempotency_key, owner, str(fingerprint),
                                     codec.encode(content, codec.MSGPACK), DURABLE_REPLAYS)
         if compact:
             self.journals[device_id] = StateJournal(state)
@@ -104,7 +104,7 @@ class DurableDevices:
             driver.restore_state({name: np.array(a, copy=True) for name, a in journal.persisted.items()})
             log.warning("device %s: a write that was not acknowledged was rolled back", device_id)
 
-    def recall(self, device_id: str, operation: str, key: str, fingerprint: str) -> dict[str, Any] | None:
+    def recall(self, device_id: str, operation: str, key: str, fingerprint: object) -> dict[str, Any] | None:
         """The stored answer of a write made under ``key`` (before a restart); ``None`` if unknown.
 
         A different body under the same key is the caller's mistake: ``ValueError``.
@@ -114,6 +114,6 @@ class DurableDevices:
         row = self.store.recall(device_id, operation, key)
         if row is None:
             return None
-        if row["fingerprint"] != fingerprint:
+        if row["fingerprint"] != str(fingerprint):
             raise ValueError(key)
         return codec.decode(row["result"], codec.MSGPACK)

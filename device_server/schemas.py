@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema, model_validator
 
 ARRAY_JSON_REF = "#/components/schemas/ArrayJSON"
 ARRAY_MSGPACK_REF = "#/components/schemas/ArrayMsgpack"
@@ -61,10 +61,52 @@ def to_array(value: Any) -> np.ndarray:
     return a
 
 
+def _integers(value: Any, what: str) -> np.ndarray:
+    """A 1-D integer array from either codec (a binary array of an integer dtype, or a JSON list)."""
+    if isinstance(value, np.ndarray):
+        a = value
+    elif isinstance(value, list):
+        try:
+            a = np.asarray(value)
+        except (ValueError, TypeError, OverflowError):
+            raise ValueError(f"expected {what}: a list of integers") from None
+        if a.size == 0:
+            a = a.astype(np.int64)
+    else:
+        raise ValueError(f"expected {what}, got {type(value).__name__}")
+    if a.dtype.kind not in "iu" or a.ndim != 1:
+        raise ValueError(f"expected {what}: a 1-D array of integers, got dtype {a.dtype} and {a.ndim} dimension(s)")
+    return a
+
+
+def to_index(value: Any) -> np.ndarray:
+    """Accept a 1-D array of non-negative integer indices."""
+    a = _integers(value, "flat indices")
+    if a.size and int(a.min()) < 0:
+        raise ValueError("indices must be non-negative")
+    return a.astype(np.int64, copy=False)
+
+
+def to_mask(value: Any) -> np.ndarray:
+    """Accept a bit mask packed eight cells to a byte (``numpy.packbits``, big-endian bit order)."""
+    a = _integers(value, "a packed bit mask")
+    if a.size and (int(a.min()) < 0 or int(a.max()) > 255):
+        raise ValueError("a packed bit mask holds bytes (0..255)")
+    return a.astype(np.uint8, copy=False)
+
+
+def to_level(value: Any) -> np.ndarray:
+    """Accept grid levels: signed integers (level × the declared resolution is the target)."""
+    return _integers(value, "grid levels").astype(np.int64, copy=False)
+
+
 #: Placeholder in generated schemas, replaced by a reference to ArrayJSON or ArrayMsgpack.
 ARRAY_MARKER = {"x-spinhil-array": True}
 
 Array = Annotated[np.ndarray, PlainValidator(to_array), WithJsonSchema(ARRAY_MARKER)]
+IndexArray = Annotated[np.ndarray, PlainValidator(to_index), WithJsonSchema(ARRAY_MARKER)]
+MaskArray = Annotated[np.ndarray, PlainValidator(to_mask), WithJsonSchema(ARRAY_MARKER)]
+LevelArray = Annotated[np.ndarray, PlainValidator(to_level), WithJsonSchema(ARRAY_MARKER)]
 
 
 class _Body(BaseModel):
@@ -81,6 +123,48 @@ class ForwardRequest(_Body):
     )
 
 
+class Nudge(_Body):
+    """A nudged phase run after a relax phase, from the state it settled in."""
+
+    beta: float = Field(description="nudging strength of this phase")
+    steps: int = Field(ge=1, le=2**31, description="synchronous updates of this phase")
+
+
+class Cells(_Body):
+    """Single cells of a weight array: which (``index`` or ``mask``) and their targets (``value`` or ``level``)."""
+
+    index: IndexArray | None = Field(None, description="flat indices into the array (row-major), strictly increasing")
+    mask: MaskArray | None = Field(None, description="instead of index: one bit per cell of the array (row-major), "
+                                   "packed eight to a byte, most significant bit first (numpy.packbits); 1 = written")
+    value: Array | None = Field(None, description="target weights of those cells, in order")
+    level: LevelArray | None = Field(None, description="instead of value: grid levels (integers, int8 on the wire for "
+                                     "a few dozen levels); target = level × the array's declared resolution "
+                                     "(describe: noise.program.resolution)")
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> "Cells":
+        if (self.index is None) == (self.mask is None):
+            raise ValueError("give the cells by 'index' or by 'mask', not both or neither")
+        if (self.value is None) == (self.level is None):
+            raise ValueError("give the targets as 'value' or as 'level', not both or neither")
+        return self
+
+
+class ProgramRequest(_Body):
+    """Absolute write of weight arrays by name (W0, b0, W1, …)."""
+
+    weights: dict[str, Array] | None = Field(None, max_length=128, description="target weights by array name")
+    cells: dict[str, Cells] | None = Field(None, max_length=128, description="instead of whole arrays: single "
+                                           "cells by array name; the others keep their targets")
+    return_achieved: bool = Field(True, description="answer the achieved weights (false: report only)")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "ProgramRequest":
+        if (self.weights is None) == (self.cells is None):
+            raise ValueError("give either 'weights' (whole arrays) or 'cells' (single cells), not both or neither")
+        return self
+
+
 class RelaxRequest(_Body):
     """One phase of Equilibrium Propagation: let the network settle and measure every layer."""
 
@@ -90,13 +174,13 @@ class RelaxRequest(_Body):
     steps: int = Field(20, ge=1, le=2**31, description="synchronous updates to run (the device declares its limit)")
     init: list[Array] | None = Field(None, max_length=64,
                                      description="initial state, one (batch, n_k) array per neuron layer")
-
-
-class ProgramRequest(_Body):
-    """Absolute write of weight arrays by name (W0, b0, W1, …)."""
-
-    weights: dict[str, Array] = Field(max_length=128, description="target weights by array name")
-    return_achieved: bool = Field(True, description="answer the achieved weights (false: report only)")
+    nudges: list[Nudge] | None = Field(None, max_length=8, description="nudged phases to run after this one, "
+                                       "each from the state it settled in (kept on the device); their states "
+                                       "come back in 'nudged'")
+    layers: list[int] | None = Field(None, max_length=64, description="neuron layers of this phase to measure and "
+                                     "return (indices into init's list, ascending); all when omitted")
+    program: ProgramRequest | None = Field(None, description="a write (as PUT weights) applied before the phases, "
+                                           "in the same transaction; its report under report.program")
 
 
 class UpdateRequest(_Body):
@@ -187,6 +271,7 @@ class ForwardResponse(BaseModel):
 
 class RelaxResponse(BaseModel):
     states: list[Array]
+    nudged: list[list[Array]] | None = None
     report: Report
 
 

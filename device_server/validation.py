@@ -63,3 +63,29 @@ def enforce_step(limits: dict[str, dict[str, Any]], name: str, delta: Any, field
         raise InvalidInput(f"{field}: a change of {worst:.6g} exceeds the device's step {step:.6g} {unit}".rstrip(),
                            field=field)
     return delta
+
+
+def decode_cells(decl: dict[str, Any], name: str, index: Any, mask: Any, value: Any, level: Any,
+                 field: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(flat indices, target values)`` of a single-cell write given by index or packed mask, and by
+    value or grid level (level × the resolution the device declares for ``name``).
+
+    The compact forms exist for the wire: a training step rewrites a sixth of a large array, and
+    a bit per cell plus a byte per level is a fifth of an int32 index and a float32 value.
+    """
+    if mask is not None:
+        size = int(np.prod(decl["topology"]["shapes"][name]))
+        if mask.size != (size + 7) // 8:
+            raise InvalidInput(f"{field}.mask: {mask.size} bytes, expected {(size + 7) // 8} for {size} cells",
+                               field=f"{field}.mask")
+        bits = np.unpackbits(mask).view(bool)
+        if bits[size:].any():
+            raise InvalidInput(f"{field}.mask: bits set beyond the array's {size} cells", field=f"{field}.mask")
+        index = np.flatnonzero(bits[:size])
+    if level is not None:
+        resolution = float((((decl.get("noise") or {}).get("program") or {}).get("resolution") or {}).get(name) or 0.0)
+        if not resolution > 0:
+            raise InvalidInput(f"{field}.level: the device declares no grid for {name}; send 'value'",
+                               field=f"{field}.level")
+        value = level * resolution
+    return index, value

@@ -123,6 +123,16 @@ class LossyRestore(EmulatedCrossbar):
         super().restore_state({k: v.astype(np.float32).astype(np.float64) for k, v in state.items()})
 
 
+class NudgesFromScratch(EmulatedCrossbar):
+    """Runs the nudged phases of a relax from zero states instead of the state the first phase settled in."""
+
+    def relax_nudged(self, x, beta, target, steps, init, nudges, layers) -> OpResult:
+        first = self.relax(x, beta, target, steps, init)
+        nudged = [self.relax(x, b, target, t, None).arrays["states"] for b, t in nudges]
+        keep = range(len(first.arrays["states"])) if layers is None else layers
+        return OpResult({"states": [first.arrays["states"][k] for k in keep], "nudged": nudged}, first.report)
+
+
 @pytest.mark.parametrize(
     ("broken", "rule"),
     [
@@ -135,6 +145,7 @@ class LossyRestore(EmulatedCrossbar):
         (LossyRestore, "state-restore"),
         (IgnoresUnknownLayers, "limits"),
         (UnderstatedNoise, "read-after-program"),
+        (NudgesFromScratch, "phases"),
     ],
 )
 def test_a_broken_driver_fails_the_rule_it_breaks(broken: type[EmulatedCrossbar], rule: str) -> None:

@@ -26,7 +26,8 @@ def test_demo_trains_ep_on_digits_over_http(tmp_path, ideal: bool, floor: float)
     assert REPORT_KEYS <= set(report)
     assert report["preset"] == ("ideal" if ideal else "default-v1")
     assert report["test_accuracy"] >= floor, report["history"]
-    assert report["device_calls"] == sum(r["device_calls"] for r in report["history"]) > 12 * 45 * 4
+    # one request per training batch (write and phases together), a few more per epoch to evaluate
+    assert 12 * 45 <= report["device_calls"] == sum(r["device_calls"] for r in report["history"]) < 12 * 45 * 2
     assert 0 < report["device_time_s"] < report["instrument_time_s"] and report["energy_j"] > 0
     prov = report["provenance"]
     assert len(prov["lab_config_sha256"]) == 64 and len(prov["dataset_sha256"]) == 64

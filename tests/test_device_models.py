@@ -134,3 +134,21 @@ def test_the_cached_input_drive_follows_every_change_of_the_first_crossbar(rewri
         np.testing.assert_allclose(a, e, rtol=1e-6, atol=1e-7)
     if rewrite != "restore":
         assert not np.allclose(after[0], before[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_read_noise_draws_are_standard_normal(dtype):
+    """Kolmogorov–Smirnov against N(0, 1) on 200 000 draws (p > 1e-3), independence of
+    neighbours (|corr| < 5 standard errors), and a negative control: the same draws scaled by
+    1.2 (a noise 20 % too strong) must fail."""
+    from scipy import stats
+
+    from device_models.noise import standard_normal
+
+    z = standard_normal(np.random.default_rng(7), (400, 500), dtype).ravel()
+    assert z.dtype == dtype and z.shape == (200_000,)
+    assert stats.kstest(z, "norm").pvalue > 1e-3
+    assert abs(np.corrcoef(z[:-1], z[1:])[0, 1]) < 5 / np.sqrt(z.size)
+    half = z.size // 2  # the two Box–Muller halves are independent of each other too
+    assert abs(np.corrcoef(z[:half], z[half:])[0, 1]) < 5 / np.sqrt(half)
+    assert stats.kstest(1.2 * z, "norm").pvalue < 1e-6

@@ -98,3 +98,25 @@ def test_an_injected_fault_is_a_503_the_client_retries(served: tuple[str, Record
             no_retry.forward("rec", lease.token, x)
     calls = mock.calls_to("forward")
     assert [c.injected for c in calls] == [True, True, False, True]
+
+
+def test_ep_on_a_device_that_takes_no_single_cells_falls_back_to_whole_arrays(served):
+    """The mock declares the crossbar's grid but keeps the Driver default for single cells (refused
+    with 422 on 'cells'): the trainer's first compact write is refused, it switches to whole
+    arrays for good, and every write that reached the instrument was a whole-array program."""
+    from trainer_client.protocols.ep import EPConfig, EPNetwork, EPTrainer, program_resolution
+
+    url, mock = served
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (4, 6)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]
+    with DeviceClient(url) as client, client.lease("rec") as lease:
+        info = lease.describe()
+        net = EPNetwork.init([6, 5, 3], info["topology"]["w_max"], rng)
+        trainer = EPTrainer(lease, net, EPConfig(batch_size=4, lrs=(0.5, 0.5), t1=5, t2=3), program_resolution(info))
+        assert trainer.sparse
+        for _ in range(4):
+            trainer.step(x, y)
+    assert not trainer.sparse
+    writes = [c.operation for c in mock.calls if c.operation.startswith("program")]
+    assert len(writes) == 4 and set(writes) == {"program"}, writes

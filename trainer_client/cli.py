@@ -43,7 +43,7 @@ from trainer_client.errors import HILError
 from trainer_client.forward_runs import DEFAULTS, SWEEP_RUNNERS, parse_overrides, run_protocol
 from trainer_client.local_server import LocalServer
 from trainer_client.protocols.ff import NEGATIVES
-from trainer_client.protocols.ep import NUDGING, EPConfig
+from trainer_client.protocols.ep import NUDGING, EPConfig, program_resolution
 from trainer_client.provenance import provenance
 from trainer_client.report import plot_curves, write_report
 from trainer_client.training import train_ep
@@ -179,7 +179,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         with client.lease(device_id, holder="hil-train demo", wait=True, on_queue=show_queue) as lease:
             _, history = train_ep(lease, info["topology"], data, config, args.epochs, totals=client.totals,
-                                  progress=not args.no_progress)
+                                  progress=not args.no_progress, resolution=program_resolution(info))
         wall = time.perf_counter() - t0
         totals = client.totals
     last = history[-1]

@@ -218,6 +218,8 @@ class DeviceClient:
                 out[key] = [np.asarray(a) for a in out[key]]
             for key in ARRAY_MAPS & out.keys():
                 out[key] = {name: np.asarray(a) for name, a in out[key].items()}
+            if out.get("nudged") is not None:
+                out["nudged"] = [[np.asarray(a) for a in phase] for phase in out["nudged"]]
         return out
 
     # ------------------------------------------------------------------ lab
@@ -299,18 +301,39 @@ class DeviceClient:
         return self._operation("POST", device_id, "forward", token, body, fencing)
 
     def relax(self, device_id: str, token: str, x: np.ndarray, beta: float = 0.0, target: np.ndarray | None = None,
-              steps: int = 20, init: Sequence[np.ndarray] | None = None, fencing: int | None = None) -> dict[str, Any]:
+              steps: int = 20, init: Sequence[np.ndarray] | None = None, fencing: int | None = None,
+              nudges: Sequence[tuple[float, int]] | None = None,
+              layers: Sequence[int] | None = None, program_weights: Mapping[str, np.ndarray] | None = None,
+              program_cells: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None) -> dict[str, Any]:
+        """One phase; with ``nudges`` ``[(β, steps), …]`` also those nudged phases, each from the state
+        the first settled in (kept on the device), answered under ``nudged``; ``layers``: the neuron
+        layers of the first phase to measure (all when None). ``program_weights`` or ``program_cells``:
+        a write applied first, in the same request (as :meth:`program`, :meth:`program_cells`; the
+        achieved weights are not answered)."""
         body: dict[str, Any] = {"x": np.asarray(x), "beta": float(beta), "steps": int(steps)}
         if target is not None:
             body["target"] = np.asarray(target)
         if init is not None:
             body["init"] = [np.asarray(s) for s in init]
+        if nudges is not None:
+            body["nudges"] = [{"beta": float(b), "steps": int(t)} for b, t in nudges]
+        if layers is not None:
+            body["layers"] = [int(k) for k in layers]
+        if program_weights is not None or program_cells is not None:
+            body["program"] = _program_body(program_weights, program_cells, False)
         return self._operation("POST", device_id, "relax", token, body, fencing)
 
     def program(self, device_id: str, token: str, weights: Mapping[str, np.ndarray],
                 return_achieved: bool = True, fencing: int | None = None) -> dict[str, Any]:
-        body = {"weights": {k: np.asarray(v) for k, v in weights.items()}, "return_achieved": return_achieved}
-        return self._operation("PUT", device_id, "weights", token, body, fencing)
+        return self._operation("PUT", device_id, "weights", token, _program_body(weights, None, return_achieved),
+                               fencing)
+
+    def program_cells(self, device_id: str, token: str, cells: Mapping[str, Any],
+                      return_achieved: bool = True, fencing: int | None = None) -> dict[str, Any]:
+        """Program single cells: ``cells[name] = (flat indices, strictly increasing; target values)``, or
+        the compact form ``{"mask": packed bits, "level": grid levels}`` (docs/api.md)."""
+        return self._operation("PUT", device_id, "weights", token, _program_body(None, cells, return_achieved),
+                               fencing)
 
     def update(self, device_id: str, token: str, deltas: Mapping[str, np.ndarray],
                return_achieved: bool = True, fencing: int | None = None) -> dict[str, Any]:
@@ -334,6 +357,17 @@ class DeviceClient:
               fencing: int | None = None) -> dict[str, Any]:
         body = {"structure": structure, "inputs": {k: np.asarray(v) for k, v in inputs.items()}}
         return self._operation("POST", device_id, "probe", token, body, fencing)
+
+
+def _program_body(weights: Mapping[str, np.ndarray] | None, cells: Mapping[str, Any] | None,
+                  return_achieved: bool) -> dict[str, Any]:
+    """The body of a write: whole arrays (``weights``) or single cells (``cells``: per array a pair
+    ``(flat indices, values)``, or a map in the API's compact form such as ``{"mask", "level"}``)."""
+    if cells is not None:
+        return {"cells": {k: ({f: np.asarray(a) for f, a in c.items()} if isinstance(c, Mapping)
+                              else {"index": np.asarray(c[0]), "value": np.asarray(c[1])}) for k, c in cells.items()},
+                "return_achieved": return_achieved}
+    return {"weights": {k: np.asarray(v) for k, v in (weights or {}).items()}, "return_achieved": return_achieved}
 
 
 class Lease:
@@ -399,11 +433,18 @@ class Lease:
         return self.client.forward(self.device_id, self._token(), x, layers, self.fencing)
 
     def relax(self, x: np.ndarray, beta: float = 0.0, target: np.ndarray | None = None, steps: int = 20,
-              init: Sequence[np.ndarray] | None = None) -> dict[str, Any]:
-        return self.client.relax(self.device_id, self._token(), x, beta, target, steps, init, self.fencing)
+              init: Sequence[np.ndarray] | None = None, nudges: Sequence[tuple[float, int]] | None = None,
+              layers: Sequence[int] | None = None, program_weights: Mapping[str, np.ndarray] | None = None,
+              program_cells: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None) -> dict[str, Any]:
+        return self.client.relax(self.device_id, self._token(), x, beta, target, steps, init, self.fencing,
+                                 nudges, layers, program_weights, program_cells)
 
     def program(self, weights: Mapping[str, np.ndarray], return_achieved: bool = True) -> dict[str, Any]:
         return self.client.program(self.device_id, self._token(), weights, return_achieved, self.fencing)
+
+    def program_cells(self, cells: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                      return_achieved: bool = True) -> dict[str, Any]:
+        return self.client.program_cells(self.device_id, self._token(), cells, return_achieved, self.fencing)
 
     def update(self, deltas: Mapping[str, np.ndarray], return_achieved: bool = True) -> dict[str, Any]:
         return self.client.update(self.device_id, self._token(), deltas, return_achieved, self.fencing)

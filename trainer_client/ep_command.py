@@ -34,7 +34,7 @@ from trainer_client.cli_common import (
 from trainer_client.client import DeviceClient
 from trainer_client.datasets import load
 from trainer_client.optim import LR_SCHEDULES, OPTIMIZERS
-from trainer_client.protocols.ep import LOSSES, NUDGING, EPConfig, EPTrainer
+from trainer_client.protocols.ep import LOSSES, NUDGING, EPConfig, EPTrainer, program_resolution
 from trainer_client.protocols.ep_software import SoftwareDevice
 from trainer_client.provenance import provenance
 from trainer_client.report import plot_curves, plot_state_histograms, write_report
@@ -127,7 +127,8 @@ def run(args: argparse.Namespace, overrides: dict[str, Any], seed: int) -> dict[
         x_hist = data.x_test[:HISTOGRAM_SAMPLES]
         with client.lease(session.device_id, holder="hil-train ep", wait=True, on_queue=show_queue) as lease:
             trainer, history = train_ep(lease, topology, data, config, epochs, totals=client.totals,
-                                        checkpoint=Checkpoint(ckpt / "device"), progress=progress)
+                                        checkpoint=Checkpoint(ckpt / "device"), progress=progress,
+                                        resolution=program_resolution(info))
             states = {"device": _free_states(trainer, x_hist)}
             audit = {"request_id_prefix": f"{session.run_id}-", "lease_id": lease.lease_id, "fencing": lease.fencing,
                      "key_id": lease.info.get("owner")}
@@ -138,7 +139,8 @@ def run(args: argparse.Namespace, overrides: dict[str, Any], seed: int) -> dict[
                                                   on_queue=show_queue) as lease:
                 trainer, runs["ideal"] = train_ep(lease, session.ideal_info["topology"], data, config, epochs,
                                                   totals=ideal_client.totals, checkpoint=Checkpoint(ckpt / "ideal"),
-                                                  progress=progress, label="ideal ")
+                                                  progress=progress, label="ideal ",
+                                                  resolution=program_resolution(session.ideal_info))
                 states["ideal"] = _free_states(trainer, x_hist)
     if "software" in refs:
         soft = SoftwareDevice(topology["sizes"], topology["w_max"], info["settings"])

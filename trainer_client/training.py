@@ -14,7 +14,7 @@ import json
 import os
 import time
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -116,11 +116,13 @@ def train_ep(
     progress: bool = True,
     label: str = "",
     log: Callable[[str], None] = tqdm.write,
+    resolution: Mapping[str, float] | None = None,
 ) -> tuple[EPTrainer, list[EpochRecord]]:
     """Train EP on ``device`` (``topology``: its ``sizes`` and ``w_max``) for ``epochs``.
 
     ``totals`` are the running sums of the device's client (time, energy, calls), read before and
-    after each epoch. With a ``checkpoint`` that exists, training continues after its last epoch.
+    after each epoch. ``resolution``: the device's level spacing per array (writes then send only
+    the cells whose level changed, :class:`EPTrainer`). With a ``checkpoint`` that exists, training continues after its last epoch.
     Returns the trainer and one record per epoch (those of the checkpoint included).
     """
     sizes = topology["sizes"]
@@ -129,7 +131,7 @@ def train_ep(
                          f"{data.x_train.shape[1]} inputs and {data.n_classes} outputs")
     rng = np.random.default_rng(config.seed)
     net = EPNetwork.init(sizes, topology["w_max"], rng, config.init_scale)
-    trainer = EPTrainer(device, net, config)
+    trainer = EPTrainer(device, net, config, resolution)
     totals = totals if totals is not None else Totals()
     eye = np.eye(data.n_classes, dtype=np.float32)
     history: list[EpochRecord] = []

@@ -79,6 +79,20 @@ class OpResult:
     report: dict[str, Any] = field(default_factory=dict)
 
 
+def summed_report(first: Mapping[str, Any], then: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+    """``first``'s report with ``then``'s times and energy (and each energy term) added to it: the
+    report of two operations run as one transaction. ``extra`` entries are set on the result."""
+    out = dict(first)
+    for key in ("device_time_s", "instrument_time_s", "energy_j"):
+        out[key] = float(first.get(key, 0.0)) + float(then.get(key, 0.0))
+    terms = dict(first.get("energy_terms_j", {}))
+    for key, value in then.get("energy_terms_j", {}).items():
+        terms[key] = terms.get(key, 0.0) + value
+    out["energy_terms_j"] = terms
+    out.update(extra)
+    return out
+
+
 #: The Driver methods that implement the operations of the contract (and keep non-volatile state).
 OPERATION_METHODS = ("forward", "relax", "program", "update", "read_weights", "export_state", "restore_state",
                      "drive", "probe")
@@ -158,6 +172,57 @@ class Driver(ABC):
     ) -> OpResult:
         raise NotImplementedError
 
+    def relax_nudged(
+        self,
+        x: np.ndarray,
+        beta: float,
+        target: np.ndarray | None,
+        steps: int,
+        init: Sequence[np.ndarray] | None,
+        nudges: Sequence[tuple[float, int]],
+        layers: Sequence[int] | None,
+    ) -> OpResult:
+        """A ``relax`` phase, then each nudged phase ``(β_j, steps_j)`` started from where it settled.
+
+        Arrays: ``states`` (the first phase's neuron layers ``layers``, all when None) and
+        ``nudged`` (per nudged phase, every layer). A chip keeps its state between phases, so a
+        driver of real hardware (and the emulated one) starts the nudged phases from the settled
+        state itself. This default, for drivers that can only run one phase per call, measures
+        every layer of the first phase and starts each nudged phase from that measurement (what a
+        client would have sent as ``init``); its report sums times and energy over the phases.
+        """
+        first = self.relax(x, beta, target, steps, init)
+        free = list(first.arrays["states"])
+        span = self.limits().get("init", {})
+        start = [np.clip(s, span.get("min"), span.get("max")) if span else s for s in free]
+        report = dict(first.report)
+        nudged, info = [], []
+        for b, t in nudges:
+            r = self.relax(x, b, target, t, start)
+            nudged.append(list(r.arrays["states"]))
+            info.append({"beta": b, "steps": t, "residual": r.report.get("residual")})
+            report = summed_report(report, r.report)
+        if nudges:
+            report["nudges"] = info
+        keep = range(len(free)) if layers is None else layers
+        return OpResult({"states": [free[k] for k in keep], "nudged": nudged}, report)
+
+    def check_relax(
+        self,
+        x: np.ndarray,
+        beta: float,
+        target: np.ndarray | None,
+        steps: int,
+        init: Sequence[np.ndarray] | None,
+        nudges: Sequence[tuple[float, int]] = (),
+        layers: Sequence[int] | None = None,
+    ) -> None:
+        """Raise what ``relax``/``relax_nudged`` would raise for these inputs, without running them.
+
+        Called before a write carried by a relax request is applied, so a refused request leaves
+        the device untouched. The default checks nothing (the phases then check as they run).
+        """
+
     def program(self, targets: Mapping[str, np.ndarray]) -> OpResult:
         raise NotImplementedError
 
@@ -169,6 +234,14 @@ class Driver(ABC):
         ``quantities``; answers ``{"traces": {quantity: array, "time_s": …}}`` and a report.
         """
         raise NotImplementedError
+
+    def program_cells(self, cells: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> OpResult:
+        """``program`` of single cells: ``cells[name] = (flat indices, target values)``; the other
+        cells of the array keep what was programmed. Indices arrive checked (in range, strictly
+        increasing) and values within the declared limits. Drivers of devices that are written
+        whole arrays at a time leave this default, which refuses (the client sends ``weights``).
+        """
+        raise InvalidArgument("cells", f"device {self.device_id!r} is programmed with whole arrays; send 'weights'")
 
     def update(self, deltas: Mapping[str, np.ndarray]) -> OpResult:
         raise NotImplementedError

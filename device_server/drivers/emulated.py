@@ -168,9 +168,35 @@ class EmulatedCrossbar(ModelBacked, Driver):
         steps: int,
         init: Sequence[np.ndarray] | None,
     ) -> OpResult:
+        self._check_relax(x, beta, target, steps, init)
+        states, report = self.model.relax(x, beta, target, steps, init)
+        return OpResult({"states": states}, report)
+
+    def check_relax(
+        self,
+        x: np.ndarray,
+        beta: float,
+        target: np.ndarray | None,
+        steps: int,
+        init: Sequence[np.ndarray] | None,
+        nudges: Sequence[tuple[float, int]] = (),
+        layers: Sequence[int] | None = None,
+    ) -> None:
+        sizes = self.model.sizes
+        self._check_relax(x, beta, target, steps + sum(t for _, t in nudges), init)
+        if any(b != 0.0 for b, _ in nudges) and target is None:
+            raise InvalidArgument("target", "a nudged phase (beta != 0) needs a target")
+        if layers is not None:
+            bad = [k for k in layers if not 0 <= k < len(sizes) - 1]
+            if bad or list(layers) != sorted(set(layers)) or not layers:
+                raise InvalidArgument("layers", f"give neuron layers ascending, without repeats, within "
+                                      f"0..{len(sizes) - 2}; got {list(layers)}")
+
+    def _check_relax(self, x: np.ndarray, beta: float, target: np.ndarray | None, updates: int,
+                     init: Sequence[np.ndarray] | None) -> None:
         sizes = self.model.sizes
         batch = self._check_batch("x", x, sizes[0])
-        self._check_work("steps", batch * steps)
+        self._check_work("steps", batch * updates)
         if beta != 0.0 and target is None:
             raise InvalidArgument("target", "a nudged phase (beta != 0) needs a target")
         if target is not None:
@@ -180,8 +206,34 @@ class EmulatedCrossbar(ModelBacked, Driver):
                 raise InvalidArgument("init", f"give one state per neuron layer ({len(sizes) - 1}), got {len(init)}")
             for k, s in enumerate(init):
                 self._check_batch(f"init[{k}]", s, sizes[k + 1], batch)
-        states, report = self.model.relax(x, beta, target, steps, init)
-        return OpResult({"states": states}, report)
+
+    def relax_nudged(
+        self,
+        x: np.ndarray,
+        beta: float,
+        target: np.ndarray | None,
+        steps: int,
+        init: Sequence[np.ndarray] | None,
+        nudges: Sequence[tuple[float, int]],
+        layers: Sequence[int] | None,
+    ) -> OpResult:
+        """The phases on the chip: the nudged ones start from the settled state the chip holds."""
+        self.check_relax(x, beta, target, steps, init, nudges, layers)
+        states, nudged, report = self.model.relax_nudged(x, beta, target, steps, init, nudges, layers)
+        return OpResult({"states": states, "nudged": nudged}, report)
+
+    def program_cells(self, cells: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> OpResult:
+        self._check_weights("cells", {name: value for name, (_, value) in cells.items()}, shapes=False)
+        shapes = self.model.weight_shapes()
+        for name, (index, value) in cells.items():
+            size = int(np.prod(shapes[name]))
+            if index.ndim != 1 or index.shape != value.shape:
+                raise InvalidArgument(f"cells.{name}", f"index and value must be 1-D of one length, got "
+                                      f"{index.shape} and {value.shape}")
+            if index.size and (index[0] < 0 or index[-1] >= size or np.any(index[1:] <= index[:-1])):
+                raise InvalidArgument(f"cells.{name}.index", f"indices must increase strictly within 0..{size - 1}")
+        achieved, report = self.model.program_cells(cells)
+        return OpResult({"achieved": achieved}, report)
 
     def program(self, targets: Mapping[str, np.ndarray]) -> OpResult:
         self._check_weights("weights", targets)
@@ -254,7 +306,8 @@ class EmulatedCrossbar(ModelBacked, Driver):
             raise InvalidArgument(field, f"batch × steps = {work} exceeds the {MAX_SAMPLE_UPDATES} sample-updates one "
                                   "call may take; split the batch")
 
-    def _check_weights(self, field: str, arrays: Mapping[str, np.ndarray], signed_range: bool = False) -> None:
+    def _check_weights(self, field: str, arrays: Mapping[str, np.ndarray], signed_range: bool = False,
+                       shapes: bool = True) -> None:
         if not arrays:
             raise InvalidArgument(field, "name at least one array (W0, b0, …)")
         m = self.model
@@ -264,7 +317,7 @@ class EmulatedCrossbar(ModelBacked, Driver):
             except (KeyError, ValueError):
                 raise UnknownName(f"{field}.{name}", f"no such array; the device has {m.describe()['topology']['weights']}") from None
             shape = m.weight_shapes()[name]
-            if tuple(a.shape) != shape:
+            if shapes and tuple(a.shape) != shape:
                 raise InvalidArgument(f"{field}.{name}", f"expected shape {shape}, got {tuple(a.shape)}")
             if signed_range and np.any(np.abs(a) > 2 * m.w_max[k]):
                 raise InvalidArgument(f"{field}.{name}", f"a delta beyond ±{2 * m.w_max[k]:.4g} cannot be applied")

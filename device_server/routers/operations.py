@@ -22,9 +22,9 @@ from device_server.auth import Principal, authorize
 from device_server.body import INLINE_BYTES, check_content_type, encoded_off_loop, parse, read_body
 from device_server.context import ServerContext
 from device_server.deps import Ctx
-from device_server.drivers.base import ContractViolation, Driver, OpResult
+from device_server.drivers.base import ContractViolation, Driver, OpResult, summed_report
 from device_server.drivers.declaration import report_problems
-from device_server.errors import CapabilityMissing, InvalidInput, LeaseRequired, NotFound
+from device_server.errors import CapabilityMissing, Forbidden, InvalidInput, LeaseRequired, NotFound
 from device_server.openapi import body_doc, problem_responses, response_doc
 from device_server.schemas import (
     DriveRequest,
@@ -40,7 +40,7 @@ from device_server.schemas import (
     WeightsResponse,
     WriteResponse,
 )
-from device_server.validation import enforce, enforce_step
+from device_server.validation import decode_cells, enforce, enforce_step
 from trainer_client import codec
 
 router = APIRouter(prefix="/v1/devices", tags=["operations"])
@@ -101,13 +101,17 @@ async def run_operation(
     def decode_and_prepare() -> tuple[Call, str]:
         # the CPU work before the device: decode, validate, limits, fingerprint
         payload = parse(model, body, media) if model is not None else None
-        fingerprint = ctx.idempotency.fingerprint(body) if idempotency_key else ""  # keyed by operation already
+        fingerprint = ctx.idempotency.fingerprint(body)  # keyed by operation already; hashed only if kept on disk
         return prepare(payload, driver.declaration(), clipped), fingerprint
 
     if model is None or (codec.is_msgpack(media) and len(body) < INLINE_BYTES):
         call, fingerprint = decode_and_prepare()  # copy-free decode of a small body: cheaper than a hop
     else:
         call, fingerprint = await run_in_threadpool(decode_and_prepare)
+    # a write changes non-volatile state: durable before it is answered (a relax may carry one)
+    writes = operation in WRITES or bool(getattr(call, "writes", False))
+    persisted = writes or operation in PERSISTED  # a probe's pulses switch test junctions: state too
+    action = operation if operation in WRITES or not writes else f"program+{operation}"
     principal = getattr(request.state, "principal", None)
     owner = principal.key_id if principal else ""
     sent_key = idempotency_key
@@ -117,10 +121,10 @@ async def run_operation(
     async with ctx.lock(device_id):
         lease = ctx.leases.check(device_id, token, fencing)  # again: the lease may have lapsed while we waited
         request.state.audit = {"device_id": device_id, "lease_id": lease.lease_id, "fencing": lease.fencing,
-                               "action": operation}
+                               "action": action}
         if idempotency_key:
             stored = ctx.idempotency.lookup(device_id, operation, idempotency_key, fingerprint)
-            if stored is None and operation in WRITES:  # answered before a restart?
+            if stored is None and writes and ctx.durable.store.durable:  # answered before a restart?
                 try:
                     stored = await run_in_threadpool(ctx.durable.recall, device_id, operation, idempotency_key,
                                                      fingerprint)
@@ -153,11 +157,11 @@ async def run_operation(
                 report["clipped"] = clipped
             content = {**result.arrays, "report": report}
             request.state.audit |= {"device_time_s": report["device_time_s"], "energy_j": report["energy_j"]}
-            if operation in PERSISTED:  # on disk before it is answered (device lock still held)
+            if persisted and ctx.durable.store.durable:  # on disk before it is answered (device lock still held)
                 await run_in_threadpool(ctx.durable.persist_write, device_id, driver, operation,
-                                        idempotency_key if operation in WRITES else None, owner, fingerprint, content)
+                                        idempotency_key if writes else None, owner, fingerprint, content)
         except BaseException:
-            if operation in PERSISTED:  # not acknowledged: the device goes back to what is on disk
+            if persisted:  # not acknowledged: the device goes back to what is on disk
                 await run_in_threadpool(ctx.durable.rollback, device_id, driver)
             raise
         if idempotency_key:
@@ -208,26 +212,60 @@ async def relax(device_id: str, request: Request, ctx: Ctx, who: Operator, token
         init = None if p.init is None else [
             enforce(limits, "init", s, field=f"init[{k}]", clipped=clipped) for k, s in enumerate(p.init)
         ]
-        return lambda d: d.relax(x, beta, target, steps, init)
+        nudges = [(enforce(limits, "beta", n.beta, field=f"nudges[{j}].beta"),
+                   enforce(limits, "steps", n.steps, field=f"nudges[{j}].steps")) for j, n in enumerate(p.nudges or [])]
+        if p.program is not None and "program:devices" not in who.scopes:  # a write needs the writer's scope
+            raise Forbidden(f"key {who.key_id} ({who.name}, role {who.role}) lacks scope program:devices, which a "
+                            "relax that carries a write needs", field="program")
+        write = None if p.program is None else _write("program", p.program, decl, clipped, prefix="program.")
+
+        def call(d: Driver) -> OpResult:
+            if write is not None:  # refuse the phases before the write, not after: the device stays untouched
+                d.check_relax(x, beta, target, steps, init, nudges, p.layers)
+            written = None if write is None else write(d)
+            if p.nudges is None and p.layers is None:
+                result = d.relax(x, beta, target, steps, init)
+            else:
+                result = d.relax_nudged(x, beta, target, steps, init, nudges, p.layers)
+            if written is None:
+                return result
+            arrays = {**result.arrays, **written.arrays}
+            return OpResult(arrays, summed_report(result.report, written.report, program=written.report))
+
+        call.writes = write is not None  # type: ignore[attr-defined]
+        return call
 
     return await run_operation(request, ctx, device_id, "relax", token, prepare, RelaxRequest, idempotency_key, fencing)
 
 
-def _write(kind: str, p: ProgramRequest | UpdateRequest, decl: dict, clipped: dict) -> Call:
-    """Check every named array against the declaration: a known name, values (program) or step (update)."""
+def _write(kind: str, p: ProgramRequest | UpdateRequest, decl: dict, clipped: dict, prefix: str = "") -> Call:
+    """Check every named array against the declaration: a known name, values (program) or step (update).
+
+    ``prefix``: where the write sits in the body (``program.`` inside a relax), for the field names.
+    """
     limits, weights = decl["limits"], list(decl["topology"].get("weights") or [])
-    field = "weights" if kind == "program" else "deltas"
-    given = p.weights if kind == "program" else p.deltas
+    cells = getattr(p, "cells", None)
+    field = prefix + ("deltas" if kind == "update" else ("cells" if cells is not None else "weights"))
+    given = p.deltas if kind == "update" else (cells if cells is not None else p.weights)
     for name in given:
         if name not in weights:
             raise NotFound(f"{field}.{name}: no such array; the device has {weights}", field=f"{field}.{name}")
-    if kind == "program":
-        arrays = {name: enforce(limits, name, a, field=f"weights.{name}", clipped=clipped) for name, a in given.items()}
+    if cells is not None:
+        sparse = {}
+        for name, c in cells.items():
+            index, value = decode_cells(decl, name, c.index, c.mask, c.value, c.level, f"{field}.{name}")
+            given_as = f"{field}.{name}.{'value' if c.level is None else 'level'}"
+            sparse[name] = (index, enforce(limits, name, value, field=given_as, clipped=clipped))
+    elif kind == "program":
+        arrays = {name: enforce(limits, name, a, field=f"{field}.{name}", clipped=clipped) for name, a in given.items()}
     else:
-        arrays = {name: enforce_step(limits, name, a, field=f"deltas.{name}") for name, a in given.items()}
+        arrays = {name: enforce_step(limits, name, a, field=f"{field}.{name}") for name, a in given.items()}
 
     def call(d: Driver) -> OpResult:
-        result = d.program(arrays) if kind == "program" else d.update(arrays)
+        if cells is not None:
+            result = d.program_cells(sparse)
+        else:
+            result = d.program(arrays) if kind == "program" else d.update(arrays)
         if not p.return_achieved:
             result.arrays.pop("achieved", None)
         return result

@@ -52,6 +52,9 @@ RULES: dict[str, str] = {
     "read-after-program": "read_weights agrees with the achieved weights, and those with the targets, within the "
                           "declared noise",
     "determinism": "two devices built from the same entry and seed answer the same calls identically",
+    "phases": "a relax with nudged phases answers the measured layers of its first phase and every layer of each "
+              "nudged phase; a write carried by a relax lands as the same PUT weights would; single cells are "
+              "written as the same whole arrays would be, or refused with a 422 naming 'cells'",
     "state-restore": "export_state/restore_state (where implemented) round-trip the programmed state bit for bit "
                      "into a fresh device; a state that does not fit is refused with ValueError and changes nothing",
 }
@@ -281,7 +284,8 @@ class _Session:
             r.raise_for_status()
             self.tokens[device] = r.json()["token"]
         for check in (self.check_capabilities, self.check_program, self.check_forward, self.check_relax,
-                      self.check_drive, self.check_growth, self.check_idempotent, self.check_update, self.check_probe,
+                      self.check_drive, self.check_phases, self.check_growth, self.check_idempotent,
+                      self.check_update, self.check_probe,
                       self.check_limits):
             try:
                 check()
@@ -415,6 +419,84 @@ class _Session:
         names = ["power", "amplitude", "phase", "spectrum", "frequency_hz", "time_s"]
         self._check_shapes("drive.traces[record]", [a.get(q, np.empty(0)) for q in names],
                            [(2, 4, k), (2, 4, k), (2, 4, k), (2, k, 4), (4,), (4,)])
+
+    def check_phases(self) -> None:
+        """Nudged phases in one relax, a write carried by a relax, single cells (see RULES['phases'])."""
+        if "relax" not in self.caps:
+            return
+        sizes = self.topology["sizes"]
+        body = {**self.relax_body(beta=0.5), "beta": 0.0, "nudges": [{"beta": 0.5, "steps": 4}, {"beta": -0.5, "steps": 4}],
+                "layers": [len(sizes) - 2]}
+        a = self.both("determinism", "POST", "relax", body)
+        self._check_shapes("relax(nudges).states", a["states"], [(4, sizes[-1])])
+        nudged = a.get("nudged") or []
+        if len(nudged) != 2:
+            self.report.fail("phases", f"relax with 2 nudged phases answered {len(nudged)} of them")
+            return
+        for j, phase in enumerate(nudged):
+            self._check_shapes(f"relax(nudges).nudged[{j}]", phase, [(4, n) for n in sizes[1:]])
+        self.report.checked.add("phases")
+        # a nudged phase of β = 0 continues from where the first phase settled: the same as one
+        # longer phase, up to the read noise of the measurements (and of a measured start)
+        free = self.relax_body(steps=6)
+        split = self.both("determinism", "POST", "relax", {**free, "nudges": [{"beta": 0.0, "steps": 2}]})
+        whole = self.both("determinism", "POST", "relax", {**free, "steps": 8})
+        std = float((self.noise.get("relax") or {}).get("std", 0.0))
+        for k, (a, b) in enumerate(zip(split["nudged"][0], whole["states"])):
+            miss = float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+            if miss > 10 * std + 1e-6:
+                self.report.fail("phases", f"a nudged phase of beta 0 and 2 steps after 6 free steps differs from 8 "
+                                 f"free steps by {miss:.4g} at layer {k}: it did not start where the first settled")
+        if "program" not in self.caps or "read_weights" not in self.caps:
+            return
+        # first the same kind of write as a plain PUT: if that does not land, another rule says why
+        before = self.both("determinism", "GET", "read_weights")["weights"]
+        plain = self.weights(scale=0.3)
+        self.both("determinism", "PUT", "program", {"weights": plain})
+        if not self._check_landed("PUT weights", plain, before, quiet=True):
+            self.report.notes.append("phases: a plain write does not read its targets; carried writes not checked")
+            return
+        before = self.both("determinism", "GET", "read_weights")["weights"]
+        targets = self.weights(scale=0.3)
+        carried = self.both("determinism", "POST", "relax", {**self.relax_body(), "program": {"weights": targets}})
+        if not carried["report"].get("program"):
+            self.report.fail("phases", "a relax carrying a write reports no program under report.program")
+        self._check_landed("a write carried by a relax", targets, before)
+        # single cells: the first cell of the first array moved across its range
+        name = self.topology["weights"][0]
+        lim = self.limits[name]
+        moved = {name: targets[name].copy()}
+        first = moved[name].reshape(-1)
+        first[0] = 0.9 * (lim["max"] if first[0] < 0 else lim["min"])
+        cells = {"cells": {name: {"index": np.array([0], np.int64), "value": first[:1]}}}
+        r = self.call("kit-a", "PUT", "program", cells)
+        if r.status_code == 422 and "cells" in r.text:
+            self.report.notes.append("the driver takes whole arrays only (single cells refused with 422)")
+            return
+        if r.status_code != 200:
+            self.report.fail("phases", f"program of single cells answered {r.status_code}: {r.text[:300]}")
+            raise _Stop
+        self.ok("phases", "kit-b", "PUT", "program", cells)
+        self._check_landed("a single-cell write", moved, before)
+
+    def _check_landed(self, what: str, targets: Mapping[str, np.ndarray], before: Mapping[str, np.ndarray],
+                      quiet: bool = False) -> bool:
+        """Both twins read the same weights, and the cells that moved (from what they were ``before``)
+        read their targets within the declared program noise — all but a few (stuck, failed)."""
+        landed = True
+        read = self.both("determinism", "GET", "read_weights")["weights"]
+        spec = self.noise.get("program") or {}
+        for n, t in targets.items():
+            std = float((spec.get("std") or {}).get(n, 0.0))
+            res = float((spec.get("resolution") or {}).get(n, 0.0))
+            err = np.abs(np.asarray(read[n], np.float64) - t)
+            moved = np.abs(np.asarray(before[n], np.float64) - t) > 6 * math.sqrt(std**2 + res**2 / 12) + 1e-6
+            # a stuck or failed cell may miss; most must land
+            if moved.any() and np.mean(err[moved] <= 6 * math.sqrt(std**2 + res**2 / 12) + 1e-6) < 0.9:
+                landed = False
+                if not quiet:
+                    self.report.fail("phases", f"{what}: {n} does not read its targets (largest miss {err.max():.4g})")
+        return landed
 
     def check_growth(self) -> None:
         """Time and energy grow with work: a batch twice as large, a relax twice as long."""
@@ -658,7 +740,8 @@ class _Session:
 
 def _rule_of(check: Callable[[], None]) -> str:
     return {"check_capabilities": "capabilities", "check_program": "read-after-program", "check_forward": "shapes",
-            "check_relax": "shapes", "check_drive": "shapes", "check_growth": "provenance", "check_idempotent": "idempotent-writes",
+            "check_relax": "shapes", "check_drive": "shapes", "check_phases": "phases", "check_growth": "provenance",
+            "check_idempotent": "idempotent-writes",
             "check_update": "idempotent-writes", "check_limits": "limits"}.get(check.__name__, "determinism")
 
 

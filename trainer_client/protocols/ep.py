@@ -24,12 +24,14 @@ Updates come from measured device states only: the client never evaluates the ne
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
+from trainer_client.errors import InvalidInput
 from trainer_client.optim import LR_SCHEDULES, OPTIMIZERS, SGD, Adam, make_optimizer
 
 NUDGING = ("symmetric", "one-sided", "random-sign")
@@ -43,6 +45,9 @@ class EPDevice(Protocol):
 
     def relax(self, x: np.ndarray, beta: float = 0.0, target: np.ndarray | None = None, steps: int = 20,
               init: Sequence[np.ndarray] | None = None) -> dict[str, Any]: ...
+
+    # optional: ``relax(..., nudges=[(β, steps)], layers=[...])`` (phases in one request) and
+    # ``program_cells(cells, return_achieved)`` (single cells); used when the device has them
 
 
 @dataclass
@@ -143,10 +148,36 @@ def nudge_target(loss: str, y_onehot: np.ndarray, free_out: np.ndarray, temperat
     return np.clip(free_out + force, 0.0, 1.0).astype(np.float32)
 
 
-class EPTrainer:
-    """Trains an :class:`EPNetwork` on an :class:`EPDevice` batch by batch."""
+def grid_codes(weights: Mapping[str, np.ndarray], resolution: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """Level index ``rint(w/resolution)`` of every cell (float64), computed as the device rounds
+    (float64, times the reciprocal): a cell whose code is unchanged has an unchanged grid target."""
+    out = {}
+    for name, w in weights.items():
+        code = np.multiply(w, 1.0 / resolution[name], dtype=np.float64)
+        out[name] = np.rint(code, out=code)
+    return out
 
-    def __init__(self, device: EPDevice, net: EPNetwork, config: EPConfig) -> None:
+
+def program_resolution(info: Mapping[str, Any]) -> dict[str, float] | None:
+    """The level spacing of each weight array a device declares (``describe()['noise']['program']
+    ['resolution']``), or None when it declares none (a continuous or unknown grid)."""
+    res = ((info.get("noise") or {}).get("program") or {}).get("resolution")
+    return {name: float(r) for name, r in res.items()} if isinstance(res, Mapping) else None
+
+
+class EPTrainer:
+    """Trains an :class:`EPNetwork` on an :class:`EPDevice` batch by batch.
+
+    One request per batch where the device allows it: a relax that carries the write of the
+    current targets, then runs the free phase and the nudged phases, the nudged ones from the free
+    state the device holds, and measures only what the estimate needs. The write sends only the
+    cells whose grid level changed (``resolution``: the device's level spacing per array, from
+    ``describe()``; whole arrays when it is not given). With ``loss="ce"`` the nudge target
+    depends on the free output, so the write and each phase are requests of their own.
+    """
+
+    def __init__(self, device: EPDevice, net: EPNetwork, config: EPConfig,
+                 resolution: Mapping[str, float] | None = None) -> None:
         if len(config.lrs) != len(net.sizes) - 1:
             raise ValueError(f"give one learning rate per layer ({len(net.sizes) - 1}), got {len(config.lrs)}")
         self.device = device
@@ -156,23 +187,103 @@ class EPTrainer:
         self.optimizer: SGD | Adam = make_optimizer(config.optimizer)
         self.base_lrs = {name: float(config.lrs[int(name[1:])]) for name in net.weights}
         self.lrs = dict(self.base_lrs)
+        usable = resolution is not None and all(float(resolution.get(n, 0.0)) > 0 for n in net.weights)
+        self.resolution = {n: float(resolution[n]) for n in net.weights} if usable else None
+        self.sparse = usable and hasattr(device, "program_cells")
+        self._codes: dict[str, np.ndarray] | None = None  # grid codes the device holds (after a write)
+        relax_takes = inspect.signature(device.relax).parameters
+        self.measures_subsets = "layers" in relax_takes  # the device measures only the layers asked for
+        self.fused = config.loss == "mse" and "nudges" in relax_takes
+        self.carries_write = self.fused and "program_cells" in relax_takes
 
     def set_lr_factor(self, factor: float) -> None:
         """Scale every learning rate (a schedule's value for the coming epoch)."""
         self.lrs = {name: lr * factor for name, lr in self.base_lrs.items()}
 
-    def program(self) -> dict[str, Any]:
-        return self.device.program(self.net.targets(), return_achieved=False)
+    def _pending_write(self) -> tuple[str, dict[str, Any], dict[str, np.ndarray] | None] | None:
+        """What the device must be written to hold the current targets — ``("weights", arrays,
+        codes)`` or, with a grid and after a first whole write, ``("cells", {name: {mask, level}},
+        codes)`` — or None when no cell changed level. ``codes`` become the device's record once
+        the write is acknowledged (:meth:`_written`)."""
+        targets = self.net.targets()
+        if not self.sparse:
+            return "weights", targets, None
+        assert self.resolution is not None
+        codes = grid_codes(targets, self.resolution)
+        if self._codes is None:
+            return "weights", targets, codes
+        cells = {}
+        for name, code in codes.items():
+            changed = code != self._codes[name]
+            levels = code[changed]
+            if levels.size:  # compact: a bit per cell, a byte per level (docs/api.md)
+                small = np.int8 if np.abs(levels).max() <= 127 else np.int32
+                cells[name] = {"mask": np.packbits(changed.reshape(-1)), "level": levels.astype(small)}
+        return ("cells", cells, codes) if cells else None
 
-    def free_phase(self, x: np.ndarray) -> list[np.ndarray]:
+    def _written(self, send: Callable[[dict[str, Any]], Any]) -> Any:
+        """``send(write)`` with the pending write (``{"program_weights": …}``, ``{"program_cells": …}``
+        or ``{}``), then record what the device holds. A device that takes no single cells (422 on
+        ``cells``) gets whole arrays from then on."""
+        pending = self._pending_write()
+        try:
+            out = send({} if pending is None else {f"program_{pending[0]}": pending[1]})
+        except InvalidInput as exc:
+            if pending is None or pending[0] != "cells" or exc.field not in ("cells", "program.cells"):
+                raise
+            self.sparse, self._codes = False, None
+            return self._written(send)
+        if pending is not None and pending[2] is not None:
+            self._codes = pending[2]
+        return out
+
+    def program(self) -> dict[str, Any] | None:
+        """Write the targets; with a grid, only the cells whose level changed (None: none did)."""
+
+        def send(write: dict[str, Any]) -> dict[str, Any] | None:
+            if "program_cells" in write:
+                return self.device.program_cells(write["program_cells"], return_achieved=False)
+            if "program_weights" in write:
+                return self.device.program(write["program_weights"], return_achieved=False)
+            return None
+
+        return self._written(send)
+
+    def free_phase(self, x: np.ndarray, output_only: bool = False) -> list[np.ndarray]:
+        """Measured free-phase states of every layer (``output_only``: only the output layer,
+        where the device can measure a subset — a classification needs no more)."""
+        if output_only and self.measures_subsets:
+            return self.device.relax(x, 0.0, None, self.config.t1, layers=[len(self.net.sizes) - 2])["states"]
         return self.device.relax(x, 0.0, None, self.config.t1)["states"]
 
     def step(self, x: np.ndarray, y_onehot: np.ndarray) -> np.ndarray:
         """One EP step on a batch: program, free, nudged phase(s), update. Returns free outputs."""
         cfg = self.config
+        beta = cfg.beta
+        if self.fused:
+            if cfg.nudging == "random-sign":
+                beta = beta if self.rng.random() < 0.5 else -beta
+            symmetric = cfg.nudging == "symmetric"
+            nudges = [(beta, cfg.t2), (-beta, cfg.t2)] if symmetric else [(beta, cfg.t2)]
+            layers = [len(self.net.sizes) - 2] if symmetric else None
+
+            def phases(write: dict[str, Any]) -> dict[str, Any]:
+                return self.device.relax(x, 0.0, y_onehot, cfg.t1, None, nudges=nudges, layers=layers, **write)
+
+            if self.carries_write:  # the write travels with the phases: one request per batch
+                out = self._written(phases)
+            else:
+                self.program()
+                out = phases({})
+            free, nudged = out["states"], out["nudged"]
+            if symmetric:
+                grads = ep_gradient(x, nudged[0], nudged[1], 1.0 / (2.0 * beta))
+            else:
+                grads = ep_gradient(x, nudged[0], free, 1.0 / beta)
+            self.optimizer.step(self.net.weights, grads, self.lrs)
+            return free[-1]
         self.program()
         free = self.free_phase(x)
-        beta = cfg.beta
         if cfg.nudging == "random-sign":
             beta = beta if self.rng.random() < 0.5 else -beta
         target = nudge_target(cfg.loss, y_onehot, free[-1], cfg.ce_temperature)
@@ -188,7 +299,8 @@ class EPTrainer:
     def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """Class predictions from the free phase on the device (programs the current weights)."""
         self.program()
-        out = [np.argmax(self.free_phase(x[i:i + batch_size])[-1], axis=1) for i in range(0, len(x), batch_size)]
+        out = [np.argmax(self.free_phase(x[i:i + batch_size], output_only=True)[-1], axis=1)
+               for i in range(0, len(x), batch_size)]
         return np.concatenate(out)
 
     def state(self) -> dict[str, np.ndarray]:
