@@ -43,7 +43,7 @@ from trainer_client.report import write_report
 #: Defaults per protocol (chosen on digits with the software reference; see docs/cli.md).
 DEFAULTS: dict[str, dict[str, Any]] = {
     "ff": {"hidden": [256, 256], "epochs": 30, "batch_size": 64, "lr": 0.005, "threshold": 0.2, "sharpness": 20.0},
-    "scff": {"hidden": [64], "epochs": 20, "batch_size": 32, "lr": 0.003, "threshold": 0.2, "sharpness": 50.0},
+    "scff": {"hidden": [64], "epochs": 30, "batch_size": 32, "lr": 0.003, "threshold": 0.2, "sharpness": 50.0},
 }
 
 
