@@ -108,15 +108,7 @@ class EmulatedCrossbar(ModelBacked, Driver):
                 resolution[name] = w_max / (c.levels - 1) if c.levels else 0.0
         measured = {"std": c.read_std, "unit": "1", "doc": "read noise on every measured neuron output"}
         return {
-            "id": self.device_id,
-            "kind": self.kind,
-            "driver": self.driver_type,
-            "model_version": info["model_version"],
-            "calibration_id": self.calibration_id,
-            "preset": self.preset,
-            "seed": self.seed,
-            "capabilities": sorted(self.capabilities),
-            "topology": info["topology"],
+            **self.identity(info["model_version"], info["topology"]),
             "levels": info["levels"],
             "limits": limits,
             "noise": {

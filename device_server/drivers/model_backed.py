@@ -18,10 +18,23 @@ from device_server.drivers.base import OpResult
 
 
 class ModelBacked:
-    """``read_weights``, ``export_state`` and ``restore_state`` delegated to ``self.model``."""
+    """``read_weights``, ``export_state`` and ``restore_state`` delegated to ``self.model``; the
+    calibration id and the identity part of ``describe()`` built alike."""
 
     model: Any
     kind: str
+    device_id: str
+    driver_type: str
+    preset: str
+    seed: int
+    calibration_id: str
+    capabilities: frozenset[str]
+
+    def identity(self, model_version: str, topology: Mapping[str, Any]) -> dict[str, Any]:
+        """The head of every ``describe()``: which device, built how, able to do what."""
+        return {"id": self.device_id, "kind": self.kind, "driver": self.driver_type, "model_version": model_version,
+                "calibration_id": self.calibration_id, "preset": self.preset, "seed": self.seed,
+                "capabilities": sorted(self.capabilities), "topology": topology}
 
     def calibration_of(self, topology: Mapping[str, Any], preset: str, seed: int, config: Any) -> str:
         """Calibration id: a digest of everything the chip was built from (kind, topology, preset, seed, settings)."""

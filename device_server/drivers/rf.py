@@ -72,14 +72,11 @@ class EmulatedRFNetwork(ModelBacked, Driver):
             std[name] = c.f_prog_std * hi
             resolution[name] = 0.0
         return {
-            "id": self.device_id, "kind": self.kind, "driver": self.driver_type, "model_version": MODEL_VERSION,
-            "calibration_id": self.calibration_id, "preset": self.preset, "seed": self.seed,
-            "capabilities": sorted(self.capabilities),
-            "topology": {"sizes": list(m.sizes), "weights": m.weight_names(),
-                         "shapes": {n: list(s) for n, s in m.weight_shapes().items()},
-                         "input_frequencies_hz": m.f_in_hz.tolist(),
-                         "bias_frequencies_hz": list(m.f_bias_hz),
-                         "neuron_frequencies_hz": [f.tolist() for f in m.f0_hz]},
+            **self.identity(MODEL_VERSION, {"sizes": list(m.sizes), "weights": m.weight_names(),
+                                            "shapes": {n: list(s) for n, s in m.weight_shapes().items()},
+                                            "input_frequencies_hz": m.f_in_hz.tolist(),
+                                            "bias_frequencies_hz": list(m.f_bias_hz),
+                                            "neuron_frequencies_hz": [f.tolist() for f in m.f0_hz]}),
             "limits": limits,
             "noise": {"forward": {"std": c.read_std, "unit": "1"},
                       "program": {"std": std, "resolution": resolution, "unit": "Hz",

@@ -108,15 +108,7 @@ class EmulatedStnoArray(ModelBacked, Driver):
                                 "W_rec": "recurrent coupling: I_th per unit of the source oscillator's power p"}[name]}
         info = m.describe()
         return {
-            "id": self.device_id,
-            "kind": self.kind,
-            "driver": self.driver_type,
-            "model_version": info["model_version"],
-            "calibration_id": self.calibration_id,
-            "preset": self.preset,
-            "seed": self.seed,
-            "capabilities": sorted(self.capabilities),
-            "topology": info["topology"],
+            **self.identity(info["model_version"], info["topology"]),
             "limits": limits,
             "quantities": list(QUANTITIES),
             "noise": {
