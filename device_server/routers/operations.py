@@ -22,7 +22,7 @@ from device_server.auth import Principal, authorize
 from device_server.body import INLINE_BYTES, check_content_type, encoded_off_loop, parse, read_body
 from device_server.context import ServerContext
 from device_server.deps import Ctx
-from device_server.drivers.base import ContractViolation, Driver, OpResult, summed_report
+from device_server.drivers.base import ContractViolation, Driver, DriverError, OpResult, summed_report
 from device_server.drivers.declaration import report_problems
 from device_server.errors import CapabilityMissing, Forbidden, InvalidInput, LeaseRequired, NotFound
 from device_server.openapi import body_doc, problem_responses, response_doc
@@ -262,10 +262,15 @@ def _write(kind: str, p: ProgramRequest | UpdateRequest, decl: dict, clipped: di
         arrays = {name: enforce_step(limits, name, a, field=f"{field}.{name}") for name, a in given.items()}
 
     def call(d: Driver) -> OpResult:
-        if cells is not None:
-            result = d.program_cells(sparse)
-        else:
-            result = d.program(arrays) if kind == "program" else d.update(arrays)
+        try:
+            if cells is not None:
+                result = d.program_cells(sparse)
+            else:
+                result = d.program(arrays) if kind == "program" else d.update(arrays)
+        except DriverError as exc:  # the driver names fields of a PUT body; inside a relax they sit under prefix
+            if not prefix or exc.field.startswith(prefix):
+                raise
+            raise type(exc)(prefix + exc.field, exc.detail) from exc
         if not p.return_achieved:
             result.arrays.pop("achieved", None)
         return result
