@@ -76,6 +76,9 @@ def _integers(value: Any, what: str) -> np.ndarray:
         raise ValueError(f"expected {what}, got {type(value).__name__}")
     if a.dtype.kind not in "iu" or a.ndim != 1:
         raise ValueError(f"expected {what}: a 1-D array of integers, got dtype {a.dtype} and {a.ndim} dimension(s)")
+    if a.dtype.kind == "u" and a.size and int(a.max()) > np.iinfo(np.int64).max:
+        # would wrap to a negative (or another valid) number when cast to int64: refuse, never reinterpret
+        raise ValueError(f"expected {what}: {int(a.max())} is beyond the 64-bit signed integer range")
     return a
 
 

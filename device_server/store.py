@@ -407,13 +407,14 @@ class Store:
         (measurements, refusals: calls that changed nothing) commits without waiting for the disk:
         the record survives a crash of the server (it is in the operating system's cache) but not
         a power cut, and saves a training step one fsync per measurement."""
-        values = [*self._take_queued(), {k: v for k, v in record.items() if k in AUDIT_FIELDS}]
-        if fsync:
-            with self.transaction() as conn:
+        with self._lock:  # taken and inserted under one lock: a concurrent flush cannot commit later records first
+            values = [*self._take_queued(), {k: v for k, v in record.items() if k in AUDIT_FIELDS}]
+            if fsync:
+                with self.transaction() as conn:
+                    conn.execute(insert(audit_table), values)
+                return
+            with self.relaxed_engine.begin() as conn:
                 conn.execute(insert(audit_table), values)
-            return
-        with self._lock, self.relaxed_engine.begin() as conn:
-            conn.execute(insert(audit_table), values)
 
     def queue_audit(self, record: Mapping[str, Any]) -> int:
         """Hold a record that needs no fsync for the next batch commit; returns the queue length.
@@ -434,10 +435,11 @@ class Store:
 
     def flush_audit(self) -> None:
         """Commit the queued audit records (without an fsync)."""
-        queued = self._take_queued()
-        if queued:
-            with self._lock, self.relaxed_engine.begin() as conn:
-                conn.execute(insert(audit_table), queued)
+        with self._lock:  # see append_audit: the order taken is the order committed
+            queued = self._take_queued()
+            if queued:
+                with self.relaxed_engine.begin() as conn:
+                    conn.execute(insert(audit_table), queued)
 
     def audit(self, filters: Mapping[str, Any], limit: int, after_id: int = 0) -> list[dict[str, Any]]:
         """Audit records in order, filtered by equality on the named columns, ``since``/``until``

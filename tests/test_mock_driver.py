@@ -66,6 +66,12 @@ def test_refused_requests_never_reach_the_driver(served: tuple[str, RecordingDri
                 lease.update({"W0": np.full((5, 6), 10.0, np.float32)})  # beyond the declared step
             with pytest.raises(InvalidInput, match="beta"):
                 lease.relax(np.zeros((1, 6), np.float32), beta=1e6, target=np.zeros((1, 3), np.float32))
+            # the nudged phases of a driver that keeps the contract's default relax_nudged: checked at the edge
+            for layers in ([2], [-1], [1, 0], [0, 0], []):
+                with pytest.raises(InvalidInput, match="layers"):
+                    lease.relax(np.zeros((1, 6), np.float32), layers=layers)
+            with pytest.raises(InvalidInput, match="target"):
+                lease.relax(np.zeros((1, 6), np.float32), nudges=[(0.5, 3)])
     assert mock.calls == []
 
 

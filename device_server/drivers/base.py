@@ -193,6 +193,10 @@ class Driver(ABC):
         """
         first = self.relax(x, beta, target, steps, init)
         free = list(first.arrays["states"])
+        if layers is not None and (not layers or list(layers) != sorted(set(layers)) or layers[0] < 0
+                                   or layers[-1] >= len(free)):
+            raise InvalidArgument("layers", f"give neuron layers ascending, without repeats, within "
+                                  f"0..{len(free) - 1}; got {list(layers)}")
         span = self.limits().get("init", {})
         start = [np.clip(s, span.get("min"), span.get("max")) if span else s for s in free]
         report = dict(first.report)

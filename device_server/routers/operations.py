@@ -22,7 +22,7 @@ from device_server.auth import Principal, authorize
 from device_server.body import INLINE_BYTES, check_content_type, encoded_off_loop, parse, read_body
 from device_server.context import ServerContext
 from device_server.deps import Ctx
-from device_server.drivers.base import ContractViolation, Driver, OpResult, summed_report
+from device_server.drivers.base import ContractViolation, Driver, DriverError, OpResult, summed_report
 from device_server.drivers.declaration import report_problems
 from device_server.errors import CapabilityMissing, Forbidden, InvalidInput, LeaseRequired, NotFound
 from device_server.openapi import body_doc, problem_responses, response_doc
@@ -214,6 +214,7 @@ async def relax(device_id: str, request: Request, ctx: Ctx, who: Operator, token
         ]
         nudges = [(enforce(limits, "beta", n.beta, field=f"nudges[{j}].beta"),
                    enforce(limits, "steps", n.steps, field=f"nudges[{j}].steps")) for j, n in enumerate(p.nudges or [])]
+        _check_phases(decl, target, nudges, p.layers)
         if p.program is not None and "program:devices" not in who.scopes:  # a write needs the writer's scope
             raise Forbidden(f"key {who.key_id} ({who.name}, role {who.role}) lacks scope program:devices, which a "
                             "relax that carries a write needs", field="program")
@@ -236,6 +237,21 @@ async def relax(device_id: str, request: Request, ctx: Ctx, who: Operator, token
         return call
 
     return await run_operation(request, ctx, device_id, "relax", token, prepare, RelaxRequest, idempotency_key, fencing)
+
+
+def _check_phases(decl: dict, target: Any, nudges: list[tuple[float, int]], layers: list[int] | None) -> None:
+    """What every driver's nudged phases need, checked at the edge (drivers that keep the default
+    ``relax_nudged`` check nothing themselves): a target for a nudge, and measured layers given
+    ascending, without repeats, within the device's neuron layers (``topology.sizes``)."""
+    if target is None and any(b != 0.0 for b, _ in nudges):
+        raise InvalidInput("target: a nudged phase (beta != 0) needs a target", field="target")
+    if layers is None:
+        return
+    sizes = decl["topology"].get("sizes")
+    top = len(sizes) - 2 if sizes else None
+    if not layers or layers != sorted(set(layers)) or layers[0] < 0 or (top is not None and layers[-1] > top):
+        span = "" if top is None else f" within 0..{top}"
+        raise InvalidInput(f"layers: give neuron layers ascending, without repeats{span}; got {layers}", field="layers")
 
 
 def _write(kind: str, p: ProgramRequest | UpdateRequest, decl: dict, clipped: dict, prefix: str = "") -> Call:
@@ -262,10 +278,15 @@ def _write(kind: str, p: ProgramRequest | UpdateRequest, decl: dict, clipped: di
         arrays = {name: enforce_step(limits, name, a, field=f"{field}.{name}") for name, a in given.items()}
 
     def call(d: Driver) -> OpResult:
-        if cells is not None:
-            result = d.program_cells(sparse)
-        else:
-            result = d.program(arrays) if kind == "program" else d.update(arrays)
+        try:
+            if cells is not None:
+                result = d.program_cells(sparse)
+            else:
+                result = d.program(arrays) if kind == "program" else d.update(arrays)
+        except DriverError as exc:  # the driver names fields of a PUT body; inside a relax they sit under prefix
+            if not prefix or exc.field.startswith(prefix):
+                raise
+            raise type(exc)(prefix + exc.field, exc.detail) from exc
         if not p.return_achieved:
             result.arrays.pop("achieved", None)
         return result

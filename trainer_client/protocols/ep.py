@@ -191,6 +191,7 @@ class EPTrainer:
         self.resolution = {n: float(resolution[n]) for n in net.weights} if usable else None
         self.sparse = usable and hasattr(device, "program_cells")
         self._codes: dict[str, np.ndarray] | None = None  # grid codes the device holds (after a write)
+        self._holder: tuple[Any, Any] = (None, None)  # the lease those codes were written under
         relax_takes = inspect.signature(device.relax).parameters
         self.measures_subsets = "layers" in relax_takes  # the device measures only the layers asked for
         self.fused = config.loss == "mse" and "nudges" in relax_takes
@@ -210,7 +211,7 @@ class EPTrainer:
             return "weights", targets, None
         assert self.resolution is not None
         codes = grid_codes(targets, self.resolution)
-        if self._codes is None:
+        if self._codes is None or self._holder != self._lease_of(self.device):
             return "weights", targets, codes
         cells = {}
         for name, code in codes.items():
@@ -230,12 +231,25 @@ class EPTrainer:
             out = send({} if pending is None else {f"program_{pending[0]}": pending[1]})
         except InvalidInput as exc:
             if pending is None or pending[0] != "cells" or exc.field not in ("cells", "program.cells"):
+                self._codes = None
                 raise
             self.sparse, self._codes = False, None
             return self._written(send)
+        except BaseException:
+            # the write may or may not have reached the device (a lost answer, a fault after the
+            # write, a lost lease): what it holds is unknown, so the next write is whole arrays
+            self._codes = None
+            raise
         if pending is not None and pending[2] is not None:
             self._codes = pending[2]
+            self._holder = self._lease_of(self.device)
         return out
+
+    @staticmethod
+    def _lease_of(device: Any) -> tuple[Any, Any]:
+        """The lease a device handle writes under (None for an in-process device): another lease
+        may have found the device written by someone else in between."""
+        return getattr(device, "lease_id", None), getattr(device, "fencing", None)
 
     def program(self) -> dict[str, Any] | None:
         """Write the targets; with a grid, only the cells whose level changed (None: none did)."""
