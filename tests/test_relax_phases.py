@@ -3,7 +3,9 @@ a write carried by a relax — each the same physics as the calls it replaces.""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import numpy as np
@@ -16,6 +18,7 @@ from device_server.drivers.emulated import EmulatedCrossbar
 from device_server.testing.inprocess import InProcessDevice
 from tests.conftest import write_lab
 from trainer_client.client import DeviceClient
+from trainer_client.errors import TransportError
 from trainer_client.local_server import LocalServer
 from trainer_client.protocols.ep import EPConfig, EPNetwork, EPTrainer, program_resolution
 
@@ -136,7 +139,7 @@ def test_one_request_per_batch_trains_exactly_as_a_request_per_phase():
 def twin_lab(tmp_path_factory: pytest.TempPathFactory):
     lab = write_lab(Path(tmp_path_factory.mktemp("lab")) / "lab.toml",
                     [{"id": f"chip-{k}-{f}", "sizes": SIZES, "seed": 11} for k in ("msgpack", "json")
-                     for f in ("index", "mask")])
+                     for f in ("index", "mask")] + [{"id": "chip-lossy", "sizes": SIZES, "seed": 12}])
     with LocalServer(lab=lab) as url:
         yield url
 
@@ -174,3 +177,39 @@ def test_a_relax_carrying_cells_and_nudges_over_http_is_the_driver_in_process(tw
     assert report["energy_terms_j"]["write"] == pytest.approx(report["program"]["energy_terms_j"]["write"])
     assert report["energy_j"] == pytest.approx(want.report["energy_j"] + report["program"]["energy_j"])
     assert [r["action"] for r in records if r["path"].endswith("/relax")] == ["program+relax"]
+
+
+def test_after_a_lost_answer_the_trainer_writes_whole_arrays(twin_lab):
+    """A write whose answer was lost may or may not have landed on the chip: the trainer's record
+    of what the device holds is void, so its next write is whole arrays, not the cells that
+    changed since that record (which could leave the chip holding a write the trainer undid)."""
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0, 1, (8, 12)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 8)]
+    sent: list[str | None] = []
+    lose = [False]
+    with DeviceClient(twin_lab) as client, client.lease("chip-lossy") as lease:
+
+        @functools.wraps(lease.relax)  # the trainer reads the signature: nudges, carried writes
+        def relax(*args, **kwargs):
+            sent.append("cells" if "program_cells" in kwargs else "weights" if "program_weights" in kwargs else None)
+            out = lease.relax(*args, **kwargs)  # the chip did the work (and the write) ...
+            if lose[0]:
+                lose[0] = False
+                raise TransportError("connection reset before the answer arrived")  # ... the answer is lost
+            return out
+
+        device = SimpleNamespace(relax=relax, program=lease.program, program_cells=lease.program_cells,
+                                 lease_id=lease.lease_id, fencing=lease.fencing)
+        info = lease.describe()
+        net = EPNetwork.init(SIZES, info["topology"]["w_max"], np.random.default_rng(4))
+        trainer = EPTrainer(device, net, EPConfig(batch_size=8, lrs=(0.5, 0.5), t1=10, t2=4),
+                            program_resolution(info))
+        assert trainer.carries_write and trainer.sparse
+        trainer.step(x, y)
+        trainer.step(x, y)
+        lose[0] = True
+        with pytest.raises(TransportError):
+            trainer.step(x, y)
+        trainer.step(x, y)
+    assert sent == ["weights", "cells", "cells", "weights"], sent
