@@ -112,15 +112,6 @@ def flip_probability(t_s: np.ndarray | float, tau_out_s: np.ndarray | float,
     return k / total * -np.expm1(-total * np.asarray(t_s, dtype=np.float64))
 
 
-def neel_brown_tau0_s(alpha: float, gamma_rad_per_s_t: float, mu0_h_k_t: float, delta: float) -> float:
-    """Attempt time [s] of Brown's high-barrier limit: ``τ ≈ (1+α²)/(αγμ₀H_K)·√(π/Δ)·e^Δ`` (Δ ≳ 5).
-
-    Returns the prefactor ``τ₀ = τ/e^Δ`` (Brown, Phys. Rev. 130, 1677 (1963)); ``gamma_rad_per_s_t``
-    is the gyromagnetic ratio in rad/(s·T), ``mu0_h_k_t`` the anisotropy field in tesla.
-    """
-    return (1.0 + alpha**2) / (alpha * gamma_rad_per_s_t * mu0_h_k_t) * float(np.sqrt(np.pi / delta))
-
-
 def junction_current_a(v_v: np.ndarray | float, state: np.ndarray | int, r_p_ohm: np.ndarray | float,
                        tmr0: np.ndarray | float, v_h_v: float) -> np.ndarray:
     """Current [A] through a junction in ``state`` (P or AP) at bias ``v_v`` [V]: ``V·G(state, V)``."""
@@ -174,8 +165,10 @@ def write_verify_attempts(n_switches: np.ndarray, p_sw: np.ndarray, max_attempts
 
 
 def retention_time_s(delta: float, tau0_s: float) -> float:
-    """Mean retention time [s] of a stored bit at rest: the Néel–Brown ``τ₀ e^Δ`` (Δ = 40: ~7·10⁸ s for τ₀ = 1 ns)."""
-    return float(tau0_s * np.exp(delta))
+    """Mean retention time [s] of a stored bit at rest: :func:`dwell_time_s` at ``I = 0``, the
+    Néel–Brown ``τ₀ e^Δ`` (Δ = 40, τ₀ = 1 ns: 2.4·10⁸ s, about 7 years). Brown's ``τ₀`` of a macrospin is
+    :func:`device_models.macrospin.brown_dwell_time_s`."""
+    return float(dwell_time_s(0.0, 1.0, delta, tau0_s))
 
 
 def ap_bias_split(v_ref_v: float, tmr0: float, v_h_v: float) -> tuple[float, float, float, float]:
