@@ -258,6 +258,16 @@ class Driver(ABC):
         inputs; each input ``name`` has its limit declared as ``"{structure}.{name}"``)."""
         raise NotImplementedError
 
+    def idle(self) -> None:
+        """Work the device may do between calls, while nobody waits for it (optional; default none).
+
+        The server calls it after an answer has been sent, holding the device lock, so it never
+        runs beside an operation. It must not change anything a later call observes: an emulator
+        may, say, draw ahead the noise its next call will use from the same streams (the values a
+        call gets are then the same whether or not ``idle`` ran). Keep each call short (about a
+        millisecond): a request that arrives meanwhile waits for it.
+        """
+
     # Non-volatile state (optional, part of the contract for drivers that can be written):
     # the server persists it after every acknowledged write and restores it at start, so a
     # restart (or a crash) keeps what was programmed. A real instrument keeps its state in the
