@@ -17,6 +17,11 @@ defaults):
 The epoch (every training batch, then the test set classified from free phases) is cut into
 chunks; contenders run chunk by chunk in turn (interleaved), one BLAS thread each, so drift of a
 shared machine hits all of them alike. Each contender's epoch time is the sum of its chunks.
+
+Beside the wall time, the CPU time each contender spent: this process's (``time.process_time``)
+for all of them, plus the server process's (``/proc/<pid>/stat``, Linux) for HTTP, which runs in
+a process of its own and may work while the trainer computes (it draws its next noise then). The
+budgets are on wall time; the CPU figures say how much of the machine each contender used.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 from benchmarks import common  # noqa: F401  (sets the BLAS threads first)
 
 import argparse  # noqa: E402
+import os  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -128,6 +134,16 @@ class FloorEP:
         return np.concatenate(out)
 
 
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``; None elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+
+
 def run(batches: int | None = None) -> dict:
     d = EP_DEFAULTS["mnist"]
     config = EPConfig(beta=d["beta"], t1=d["t1"], t2=d["t2"], lrs=d["lr"], batch_size=d["batch_size"],
@@ -160,7 +176,8 @@ def run(batches: int | None = None) -> dict:
         lab = Path(tmp) / "bench.toml"
         lab.write_text(lab_text([{"id": name, "sizes": SIZES, "preset": "default-v1", "seed": SEED}
                                  for name in ("bench-msgpack", "bench-json")]))
-        with LocalServer(lab=lab) as url, DeviceClient(url) as binary, DeviceClient(url, encoding="json") as text:
+        server = LocalServer(lab=lab)
+        with server as url, DeviceClient(url) as binary, DeviceClient(url, encoding="json") as text:
             with binary.lease("bench-msgpack") as lease_b, text.lease("bench-json") as lease_j:
                 floor = FloorEP(config)
                 local, http_b, http_j = trainer(InProcess(driver)), trainer(lease_b), trainer(lease_j)
@@ -169,11 +186,21 @@ def run(batches: int | None = None) -> dict:
                 plans = {name: chunks(*fns) for name, fns in contenders.items()}
                 results: dict[str, list] = {name: [] for name in contenders}
                 times = {name: 0.0 for name in contenders}
+                cpu: dict[str, float | None] = {name: 0.0 for name in contenders}
+                server_cpu: float | None = 0.0
+                pid = server.process.pid if server.process is not None else -1
                 for r in range(len(plans["floor"])):
                     for name, plan in plans.items():
-                        t0 = time.perf_counter()
+                        s0 = process_cpu_s(pid) if name.startswith("http") else None
+                        c0, t0 = time.process_time(), time.perf_counter()
                         results[name].append(plan[r]())
                         times[name] += time.perf_counter() - t0
+                        cpu[name] += time.process_time() - c0
+                        s1 = process_cpu_s(pid) if name.startswith("http") else None
+                        if s0 is None or s1 is None:
+                            server_cpu = None if name.startswith("http") else server_cpu
+                        elif server_cpu is not None:
+                            server_cpu += s1 - s0
                 for name in contenders:
                     accuracy[name] = float(np.mean(results[name][-1] == data.y_test))
                 # JSON against MessagePack on the same slice of batches, interleaved batch by batch
@@ -191,6 +218,9 @@ def run(batches: int | None = None) -> dict:
         "batches": n_batches, "batch_size": bs, "t1": config.t1, "t2": config.t2, "optimizer": config.optimizer,
         "lrs": list(config.lrs), "beta": config.beta, "chunk_batches": CHUNK,
         "epoch_s": times, "test_accuracy_after": accuracy,
+        "cpu_s": {"floor": cpu["floor"], "in_process": cpu["in_process"], "http_msgpack_client": cpu["http_msgpack"],
+                  "http_msgpack_server": server_cpu,
+                  "http_msgpack_total": None if server_cpu is None else cpu["http_msgpack"] + server_cpu},
         "ratios": {"http_msgpack/in_process": times["http_msgpack"] / times["in_process"],
                    "http_msgpack/floor": times["http_msgpack"] / times["floor"],
                    "in_process/floor": times["in_process"] / times["floor"]},
@@ -206,14 +236,18 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv or [])
     result = run(args.batches)
     path = write_result("ep_epoch_mnist", result)
-    t, r, j = result["epoch_s"], result["ratios"], result["json_slice"]
+    t, r, j, c = result["epoch_s"], result["ratios"], result["json_slice"], result["cpu_s"]
     print(f"EP MNIST epoch ({result['batches']} batches of {result['batch_size']} + test set): floor {t['floor']:.1f} s, "
           f"in-process {t['in_process']:.1f} s, HTTP msgpack {t['http_msgpack']:.1f} s -> HTTP/in-process "
           f"{r['http_msgpack/in_process']:.2f}x (budget 1.25x), HTTP/floor {r['http_msgpack/floor']:.2f}x (budget 2x); "
           f"JSON {1e3 * j['http_json_per_batch_s']:.0f} ms vs msgpack {1e3 * j['http_msgpack_per_batch_s']:.0f} ms "
           f"per batch ({j['json/msgpack']:.1f}x); test accuracy after the epoch "
-          + ", ".join(f"{k} {100 * v:.2f} %" for k, v in result["test_accuracy_after"].items()) + f"  -> {path}")
+          + ", ".join(f"{k} {100 * v:.2f} %" for k, v in result["test_accuracy_after"].items())
+          + f"; CPU s: floor {c['floor']:.1f}, in-process {c['in_process']:.1f}, HTTP client {c['http_msgpack_client']:.1f}"
+          + ("" if c["http_msgpack_server"] is None else f" + server {c['http_msgpack_server']:.1f}") + f"  -> {path}")
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:])
