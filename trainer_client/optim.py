@@ -38,30 +38,50 @@ class SGD:
 
 
 class Adam:
-    """Adam on the ascent direction, one moment pair per named array (Kingma & Ba 2015)."""
+    """Adam on the ascent direction, one moment pair per named array (Kingma & Ba 2015).
+
+    The bias corrections are folded into two scalars, the reordering at the end of Kingma & Ba's
+    §2 with ``ε̂ = ε√c₂`` (the same update, not an approximation):
+    ``η m̂/(√v̂ + ε) = (η√c₂/c₁)·m/(√v + ε√c₂)``, ``c_i = 1 − β_iᵗ``. A step is twelve in-place
+    passes over each array through one scratch array kept between steps: no temporaries.
+    """
 
     def __init__(self, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self.t = 0
         self.m: dict[str, np.ndarray] = {}
         self.v: dict[str, np.ndarray] = {}
+        self._scratch: dict[str, np.ndarray] = {}
 
     def step(self, weights: dict[str, np.ndarray], ascent: Mapping[str, np.ndarray], lrs: Mapping[str, float]) -> None:
         self.t += 1
-        b1, b2 = self.beta1, self.beta2
-        correction1 = 1.0 - b1**self.t
-        correction2 = 1.0 - b2**self.t
+        b1, b2 = np.float32(self.beta1), np.float32(self.beta2)
+        keep1, keep2 = np.float32(1.0 - self.beta1), np.float32(1.0 - self.beta2)
+        correction1 = 1.0 - self.beta1**self.t
+        root2 = math.sqrt(1.0 - self.beta2**self.t)
+        eps = np.float32(self.eps * root2)
         for name, g in ascent.items():
             g = g.astype(np.float32, copy=False)
-            m = self.m.setdefault(name, np.zeros_like(g))
-            v = self.v.setdefault(name, np.zeros_like(g))
+            m = self.m.get(name)
+            if m is None:
+                m = self.m[name] = np.zeros_like(g)
+                self.v[name] = np.zeros_like(g)
+            v = self.v[name]
+            tmp = self._scratch.get(name)
+            if tmp is None or tmp.shape != g.shape:
+                tmp = self._scratch[name] = np.empty_like(g)
+            np.multiply(g, keep1, out=tmp)
             m *= b1
-            m += (1.0 - b1) * g
+            m += tmp  # m ← β₁m + (1−β₁)Ĝ
+            np.square(g, out=tmp)
+            tmp *= keep2
             v *= b2
-            v += (1.0 - b2) * np.square(g)
-            denom = np.sqrt(v / np.float32(correction2))
-            denom += np.float32(self.eps)
-            weights[name] += (np.float32(lrs[name] / correction1) * m) / denom
+            v += tmp  # v ← β₂v + (1−β₂)Ĝ²
+            np.sqrt(v, out=tmp)
+            tmp += eps
+            np.divide(m, tmp, out=tmp)
+            tmp *= np.float32(lrs[name] * root2 / correction1)
+            weights[name] += tmp
 
     def state(self) -> dict[str, np.ndarray]:
         out = {"t": np.array(self.t)}
