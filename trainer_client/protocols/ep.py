@@ -11,8 +11,8 @@ DESIGN.md §5:
   one-sided ``(1/β)[·|₊β − ·|₀]``; random-sign draws the sign of β per batch (one-sided);
 - step ``W += η_k Ĝ`` (SGD) or Adam on ``Ĝ`` (:mod:`trainer_client.optim`) on full-precision
   hidden weights held by the client; the device holds what was programmed from them (clipped to
-  its declared range, on a grid the level the client chose, :mod:`trainer_client.protocols.grid`;
-  rewritten only where a cell's level changed);
+  its declared range; on a grid, at the level the client chose for each cell,
+  :mod:`trainer_client.protocols.grid`, rewritten only where a cell's level changed);
 - readouts: ``mse`` nudges the outputs toward the one-hot target, ``C = ½‖s_N − y‖²``;
   ``ce`` reads the outputs as logits ``s_N/τ`` of a softmax and nudges them along the
   cross-entropy force ``−∂C/∂s_N ∝ y − softmax(s_N/τ)`` evaluated at the free state: the device's
@@ -182,10 +182,10 @@ class EPTrainer:
         self.optimizer: SGD | Adam = make_optimizer(config.optimizer)
         self.base_lrs = {name: float(config.lrs[int(name[1:])]) for name in net.weights}
         self.lrs = dict(self.base_lrs)
-        usable = resolution is not None and all(float(resolution.get(n, 0.0)) > 0 for n in net.weights)
+        spacing = {n: float((resolution or {}).get(n, 0.0)) for n in net.weights}
+        usable = all(r > 0 for r in spacing.values())
         #: the record of the device's grid levels (None: the device declares no grid)
-        self.grid = GridRecord({n: float(resolution[n]) for n in net.weights},  # type: ignore[index]
-                               {n: net.w_max[int(n[1:])] for n in net.weights}) if usable else None
+        self.grid = GridRecord(spacing, {n: net.w_max[int(n[1:])] for n in net.weights}) if usable else None
         self.sparse = usable and hasattr(device, "program_cells")  # writes single cells
         relax_takes = inspect.signature(device.relax).parameters
         self.measures_subsets = "layers" in relax_takes  # the device measures only the layers asked for

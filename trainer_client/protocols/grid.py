@@ -4,7 +4,8 @@ A device that declares a grid (``describe()['noise']['program']['resolution']``:
 spacing ``r`` of each weight array, DESIGN.md §7 ``levels``) holds every cell at a level
 ``q ∈ [−q_max, q_max]``, the weight ``q·r``; ``q_max·r = w_max``. The trainer decides the level of
 each cell from its hidden weight ``w`` — ``q = rint(clip(w/r, ±q_max))``, the nearest level of the
-clipped weight, computed in float32 — and sends levels, never floats for the device to
+clipped weight, computed in float32 (a level boundary sits within ``q_max·2⁻²³`` of a level of the
+exact ``(q ± ½)·r``) — and sends levels, never floats for the device to
 re-quantise: a single-cell write is a packed mask of the cells whose level changed and their
 levels as small integers (docs/api.md, ``cells``), a whole write is every cell that way (or, to a
 device that takes no single cells, the weights ``q·r`` that sit exactly on its grid). What the
