@@ -48,12 +48,12 @@ class SGD:
 class Adam:
     """Adam on the ascent direction, one moment pair per named array (Kingma & Ba 2015).
 
-    Kept as weighted sums, ``M = Σᵢ β₁^{t−i} Ĝᵢ = m/(1−β₁)`` and ``V = Σᵢ β₂^{t−i} Ĝᵢ² = v/(1−β₂)``:
-    the bias-corrected moments are their weighted means, ``m̂ = M/s₁``, ``v̂ = V/s₂`` with
-    ``s_i = Σᵢ β_i^{t−i} = (1 − β_iᵗ)/(1 − β_i)``, so the step
+    Kept as weighted sums over the steps τ = 1…t, ``M = Σ β₁^{t−τ} Ĝ_τ = m/(1−β₁)`` and
+    ``V = Σ β₂^{t−τ} Ĝ_τ² = v/(1−β₂)``: the bias-corrected moments are their weighted means,
+    ``m̂ = M/s₁``, ``v̂ = V/s₂`` with ``s_j = Σ β_j^{t−τ} = (1 − β_jᵗ)/(1 − β_j)``, so the step
     ``η m̂/(√v̂ + ε) = (η√s₂/s₁)·M/(√V + ε√s₂)`` (the reordering at the end of Kingma & Ba's §2,
-    with ``ε̂ = ε√s₂``: the same update, not an approximation) needs no per-element factor but the
-    scalars. A step is ten in-place passes over each array through one scratch array kept between
+    applied to the sums, with its ``ε̂`` set to ``ε√s₂``: the same update, not an approximation)
+    needs no per-element factor but the scalars. A step is ten in-place passes over each array through one scratch array kept between
     steps, against 13 passes and 7 temporaries written as the paper's Algorithm 1.
     """
 
@@ -105,12 +105,11 @@ class Adam:
         self.m_sum, self.v_sum = {}, {}
         for key, a in state.items():
             kind, _, name = key.partition(".")
-            if kind in ("m_sum", "m"):
-                self.m_sum[name] = np.array(a, dtype=np.float32) if kind == "m_sum" else \
-                    (np.asarray(a, np.float64) / (1.0 - self.beta1)).astype(np.float32)
-            elif kind in ("v_sum", "v"):
-                self.v_sum[name] = np.array(a, dtype=np.float32) if kind == "v_sum" else \
-                    (np.asarray(a, np.float64) / (1.0 - self.beta2)).astype(np.float32)
+            if kind in ("m_sum", "v_sum"):
+                getattr(self, kind)[name] = np.array(a, dtype=np.float32)
+            elif kind in ("m", "v"):  # the paper's moment is (1 − β)·sum
+                beta = self.beta1 if kind == "m" else self.beta2
+                getattr(self, f"{kind}_sum")[name] = (np.asarray(a, np.float64) / (1.0 - beta)).astype(np.float32)
 
 
 def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
