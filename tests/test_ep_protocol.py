@@ -15,7 +15,7 @@ from tests.conftest import write_lab
 from trainer_client.client import DeviceClient
 from trainer_client.datasets import load_digits
 from trainer_client.local_server import LocalServer
-from trainer_client.optim import Adam, lr_factor
+from trainer_client.optim import SGD, Adam, lr_factor
 from trainer_client.protocols.ep import EPConfig, EPNetwork, EPTrainer, nudge_target
 from trainer_client.protocols.ep_software import SoftwareDevice
 from trainer_client.training import Checkpoint, train_ep
@@ -86,21 +86,39 @@ def test_software_reference_reads_the_activation_from_the_settings():
 
 
 def test_adam_follows_kingma_and_ba():
-    """Two steps on fixed ascent directions, against Algorithm 1 written out by hand."""
-    w = {"W0": np.zeros(3, np.float32)}
+    """Algorithm 1 written out by hand in float64, on ascent directions from O(1) down to the order
+    of ε (where ε shapes the step); a checkpoint continues the run bit for bit, and one holding the
+    paper's moments (written before the weighted sums) continues it to float32 rounding."""
+    rng = np.random.default_rng(0)
+    scales = np.array([1.0, 1e-3, 1e-8, 3e-8])
+    w = {"W0": np.zeros(4, np.float32)}
     adam = Adam()
-    grads = [np.array([1.0, -2.0, 0.5], np.float32), np.array([0.5, 1.0, -0.5], np.float32)]
-    m = v = np.zeros(3)
-    expected = np.zeros(3)
-    for t, g in enumerate(grads, start=1):
+    m = v = expected = without_eps = np.zeros(4)
+    for t in range(1, 31):
+        g = (rng.standard_normal(4) * scales).astype(np.float32)
         adam.step(w, {"W0": g}, {"W0": 0.01})
-        m = 0.9 * m + 0.1 * g
-        v = 0.999 * v + 0.001 * g**2
+        m = 0.9 * m + 0.1 * g.astype(np.float64)
+        v = 0.999 * v + 0.001 * g.astype(np.float64) ** 2
         expected = expected + 0.01 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
-    assert np.allclose(w["W0"], expected, rtol=1e-5)
-    restored = Adam()
+        without_eps = without_eps + 0.01 * (m / (1 - 0.9**t)) / np.sqrt(v / (1 - 0.999**t))
+    np.testing.assert_allclose(w["W0"], expected, rtol=1e-5, atol=1e-7)
+    assert np.all(np.abs(without_eps - expected)[2:] > 0.1 * np.abs(expected[2:]))  # ε shaped the small ones
+    restored, legacy = Adam(), Adam()
     restored.load_state(adam.state())
-    assert restored.t == 2 and np.array_equal(restored.m["W0"], adam.m["W0"])
+    legacy.load_state({"t": np.array(adam.t), "m.W0": m.astype(np.float32), "v.W0": v.astype(np.float32)})
+    g = (rng.standard_normal(4) * scales).astype(np.float32)
+    runs = [{"W0": w["W0"].copy()} for _ in range(3)]
+    for opt, weights in zip((adam, restored, legacy), runs):
+        opt.step(weights, {"W0": g}, {"W0": 0.01})
+    assert restored.t == adam.t == 31 and np.array_equal(runs[1]["W0"], runs[0]["W0"])
+    np.testing.assert_allclose(runs[2]["W0"], runs[0]["W0"], rtol=1e-6)
+
+
+def test_sgd_steps_along_the_ascent_direction():
+    w = {"W0": np.ones(3, np.float32)}
+    g = np.array([1.0, -2.0, 0.5])  # float64 in, float32 weights stay float32
+    SGD().step(w, {"W0": g}, {"W0": 0.1})
+    assert w["W0"].dtype == np.float32 and np.allclose(w["W0"], [1.1, 0.8, 1.05])
 
 
 def test_cosine_schedule_starts_at_full_rate_and_decays():

@@ -135,6 +135,30 @@ def test_one_request_per_batch_trains_exactly_as_a_request_per_phase():
         assert np.array_equal(fast.net.weights[name], w), name
 
 
+def test_the_trainers_record_is_the_levels_the_chip_was_written_to_hold():
+    """After every step (default-v1: programming error, failures, stuck cells) the trainer's record
+    of each cell's level is exactly the grid target the chip's controller holds — the level sent,
+    never a float the device re-quantised — so a write of only the changed cells loses nothing."""
+    driver = EmulatedCrossbar("t", {"sizes": SIZES}, "default-v1", seed=3)
+    info = driver.describe()
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0, 1, (64, 12)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 64)]
+    net = EPNetwork.init(SIZES, info["topology"]["w_max"], rng, scale=6.0)
+    assert any(not np.array_equal(w, net.weights[name]) for name, w in net.targets().items())  # some beyond ±w_max
+    trainer = EPTrainer(InProcessDevice(driver), net, EPConfig(batch_size=8, lrs=(0.2, 0.2), optimizer="adam"),
+                        program_resolution(info))
+    assert trainer.grid is not None and trainer.carries_write
+    for i in range(0, 64, 8):
+        trainer.step(x[i:i + 8], y[i:i + 8])
+        held, chip = trainer.grid.held, driver.model.targets()
+        assert held is not None
+        for name, level in held.items():
+            assert level.dtype == np.int8
+            assert np.array_equal(level, np.rint(chip[name] / trainer.grid.resolution[name])), name
+            assert np.abs(level).max() <= trainer.grid.top[name] == 31
+
+
 @pytest.fixture(scope="module")
 def twin_lab(tmp_path_factory: pytest.TempPathFactory):
     lab = write_lab(Path(tmp_path_factory.mktemp("lab")) / "lab.toml",
@@ -179,9 +203,21 @@ def test_a_relax_carrying_cells_and_nudges_over_http_is_the_driver_in_process(tw
     assert [r["action"] for r in records if r["path"].endswith("/relax")] == ["program+relax"]
 
 
-def test_after_a_lost_answer_the_trainer_writes_whole_arrays(twin_lab):
+def written(write: dict, sizes: dict[str, int]) -> str | None:
+    """``"every"`` cell of every array, only the ``"changed"`` ones, or None (no write carried)."""
+    if "program_weights" in write:
+        return "every"
+    if "program_cells" not in write:
+        return None
+    cells = write["program_cells"]
+    every = set(cells) == set(sizes) and all(
+        np.unpackbits(np.asarray(c["mask"], np.uint8))[:sizes[name]].all() for name, c in cells.items())
+    return "every" if every else "changed"
+
+
+def test_after_a_lost_answer_the_trainer_writes_every_cell(twin_lab):
     """A write whose answer was lost may or may not have landed on the chip: the trainer's record
-    of what the device holds is void, so its next write is whole arrays, not the cells that
+    of what the device holds is void, so its next write is every cell, not the cells that
     changed since that record (which could leave the chip holding a write the trainer undid)."""
     rng = np.random.default_rng(3)
     x = rng.uniform(0, 1, (8, 12)).astype(np.float32)
@@ -192,7 +228,7 @@ def test_after_a_lost_answer_the_trainer_writes_whole_arrays(twin_lab):
 
         @functools.wraps(lease.relax)  # the trainer reads the signature: nudges, carried writes
         def relax(*args, **kwargs):
-            sent.append("cells" if "program_cells" in kwargs else "weights" if "program_weights" in kwargs else None)
+            sent.append(written(kwargs, {name: w.size for name, w in net.weights.items()}))
             out = lease.relax(*args, **kwargs)  # the chip did the work (and the write) ...
             if lose[0]:
                 lose[0] = False
@@ -212,4 +248,4 @@ def test_after_a_lost_answer_the_trainer_writes_whole_arrays(twin_lab):
         with pytest.raises(TransportError):
             trainer.step(x, y)
         trainer.step(x, y)
-    assert sent == ["weights", "cells", "cells", "weights"], sent
+    assert sent == ["every", "changed", "changed", "every"], sent

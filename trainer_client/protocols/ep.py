@@ -11,7 +11,8 @@ DESIGN.md §5:
   one-sided ``(1/β)[·|₊β − ·|₀]``; random-sign draws the sign of β per batch (one-sided);
 - step ``W += η_k Ĝ`` (SGD) or Adam on ``Ĝ`` (:mod:`trainer_client.optim`) on full-precision
   hidden weights held by the client; the device holds what was programmed from them (clipped to
-  its declared range, rewritten only where a cell's grid target changed);
+  its declared range; on a grid, at the level the client chose for each cell,
+  :mod:`trainer_client.protocols.grid`, rewritten only where a cell's level changed);
 - readouts: ``mse`` nudges the outputs toward the one-hot target, ``C = ½‖s_N − y‖²``;
   ``ce`` reads the outputs as logits ``s_N/τ`` of a softmax and nudges them along the
   cross-entropy force ``−∂C/∂s_N ∝ y − softmax(s_N/τ)`` evaluated at the free state: the device's
@@ -33,6 +34,7 @@ import numpy as np
 
 from trainer_client.errors import InvalidInput
 from trainer_client.optim import LR_SCHEDULES, OPTIMIZERS, SGD, Adam, make_optimizer
+from trainer_client.protocols.grid import GridRecord
 
 NUDGING = ("symmetric", "one-sided", "random-sign")
 LOSSES = ("mse", "ce")
@@ -118,18 +120,19 @@ def ep_gradient(x: np.ndarray, states_a: Sequence[np.ndarray], states_b: Sequenc
 
     The input ``s_0 = x`` is the same in both phases, so the first crossbar's term is the single
     product ``(s_1|_a − s_1|_b)ᵀ x`` — half the work of the largest matrix product of the step.
+    The factor ``scale/batch`` multiplies the (batch × n) states, never the (n × n') products.
     """
-    batch = x.shape[0]
+    f = scale / x.shape[0]
     grads: dict[str, np.ndarray] = {}
-    f = scale / batch
     for k, (sa, sb) in enumerate(zip(states_a, states_b)):
-        diff = sa - sb
+        diff = np.subtract(sa, sb)
+        diff *= f
         if k == 0:
             grads["W0"] = diff.T @ x
         else:
-            grads[f"W{k}"] = sa.T @ states_a[k - 1] - sb.T @ states_b[k - 1]
-        grads[f"W{k}"] *= f
-        grads[f"b{k}"] = diff.sum(axis=0) * f
+            grads[f"W{k}"] = (sa * f).T @ states_a[k - 1]
+            grads[f"W{k}"] -= (sb * f).T @ states_b[k - 1]
+        grads[f"b{k}"] = diff.sum(axis=0)
     return grads
 
 
@@ -148,16 +151,6 @@ def nudge_target(loss: str, y_onehot: np.ndarray, free_out: np.ndarray, temperat
     return np.clip(free_out + force, 0.0, 1.0).astype(np.float32)
 
 
-def grid_codes(weights: Mapping[str, np.ndarray], resolution: Mapping[str, float]) -> dict[str, np.ndarray]:
-    """Level index ``rint(w/resolution)`` of every cell (float64), computed as the device rounds
-    (float64, times the reciprocal): a cell whose code is unchanged has an unchanged grid target."""
-    out = {}
-    for name, w in weights.items():
-        code = np.multiply(w, 1.0 / resolution[name], dtype=np.float64)
-        out[name] = np.rint(code, out=code)
-    return out
-
-
 def program_resolution(info: Mapping[str, Any]) -> dict[str, float] | None:
     """The level spacing of each weight array a device declares (``describe()['noise']['program']
     ['resolution']``), or None when it declares none (a continuous or unknown grid)."""
@@ -170,10 +163,12 @@ class EPTrainer:
 
     One request per batch where the device allows it: a relax that carries the write of the
     current targets, then runs the free phase and the nudged phases, the nudged ones from the free
-    state the device holds, and measures only what the estimate needs. The write sends only the
-    cells whose grid level changed (``resolution``: the device's level spacing per array, from
-    ``describe()``; whole arrays when it is not given). With ``loss="ce"`` the nudge target
-    depends on the free output, so the write and each phase are requests of their own.
+    state the device holds, and measures only what the estimate needs. With ``resolution`` (the
+    device's level spacing per array, from ``describe()``) the trainer decides the grid level of
+    every cell and writes levels (:mod:`trainer_client.protocols.grid`): only the cells whose level
+    changed, every cell on the first write; without it, whole arrays of clipped weights. With
+    ``loss="ce"`` the nudge target depends on the free output, so the write and each phase are
+    requests of their own.
     """
 
     def __init__(self, device: EPDevice, net: EPNetwork, config: EPConfig,
@@ -187,11 +182,11 @@ class EPTrainer:
         self.optimizer: SGD | Adam = make_optimizer(config.optimizer)
         self.base_lrs = {name: float(config.lrs[int(name[1:])]) for name in net.weights}
         self.lrs = dict(self.base_lrs)
-        usable = resolution is not None and all(float(resolution.get(n, 0.0)) > 0 for n in net.weights)
-        self.resolution = {n: float(resolution[n]) for n in net.weights} if usable else None
-        self.sparse = usable and hasattr(device, "program_cells")
-        self._codes: dict[str, np.ndarray] | None = None  # grid codes the device holds (after a write)
-        self._holder: tuple[Any, Any] = (None, None)  # the lease those codes were written under
+        spacing = {n: float((resolution or {}).get(n, 0.0)) for n in net.weights}
+        usable = all(r > 0 for r in spacing.values())
+        #: the record of the device's grid levels (None: the device declares no grid)
+        self.grid = GridRecord(spacing, {n: net.w_max[int(n[1:])] for n in net.weights}) if usable else None
+        self.sparse = usable and hasattr(device, "program_cells")  # writes single cells
         relax_takes = inspect.signature(device.relax).parameters
         self.measures_subsets = "layers" in relax_takes  # the device measures only the layers asked for
         self.fused = config.loss == "mse" and "nudges" in relax_takes
@@ -202,25 +197,19 @@ class EPTrainer:
         self.lrs = {name: lr * factor for name, lr in self.base_lrs.items()}
 
     def _pending_write(self) -> tuple[str, dict[str, Any], dict[str, np.ndarray] | None] | None:
-        """What the device must be written to hold the current targets — ``("weights", arrays,
-        codes)`` or, with a grid and after a first whole write, ``("cells", {name: {mask, level}},
-        codes)`` — or None when no cell changed level. ``codes`` become the device's record once
-        the write is acknowledged (:meth:`_written`)."""
-        targets = self.net.targets()
+        """What the device must be written to hold the current targets — ``("cells", {name: {mask,
+        level}}, levels)`` with a grid, ``("weights", arrays, None)`` without one or to a device that
+        takes no single cells — or None when no cell changed level. ``levels`` become the record
+        once the write is acknowledged (:meth:`_written`)."""
+        if self.grid is None:
+            return "weights", self.net.targets(), None
+        levels = self.grid.levels(self.net.weights)
         if not self.sparse:
-            return "weights", targets, None
-        assert self.resolution is not None
-        codes = grid_codes(targets, self.resolution)
-        if self._codes is None or self._holder != self._lease_of(self.device):
-            return "weights", targets, codes
-        cells = {}
-        for name, code in codes.items():
-            changed = code != self._codes[name]
-            levels = code[changed]
-            if levels.size:  # compact: a bit per cell, a byte per level (docs/api.md)
-                small = np.int8 if np.abs(levels).max() <= 127 else np.int32
-                cells[name] = {"mask": np.packbits(changed.reshape(-1)), "level": levels.astype(small)}
-        return ("cells", cells, codes) if cells else None
+            return "weights", self.grid.values(levels), None
+        if self.grid.holder != self._lease_of(self.device):
+            self.grid.forget()  # another lease may have written the device in between
+        cells = self.grid.cells(levels)
+        return ("cells", cells, levels) if cells else None
 
     def _written(self, send: Callable[[dict[str, Any]], Any]) -> Any:
         """``send(write)`` with the pending write (``{"program_weights": …}``, ``{"program_cells": …}``
@@ -230,19 +219,21 @@ class EPTrainer:
         try:
             out = send({} if pending is None else {f"program_{pending[0]}": pending[1]})
         except InvalidInput as exc:
+            if self.grid is not None:
+                self.grid.forget()
             if pending is None or pending[0] != "cells" or exc.field not in ("cells", "program.cells"):
-                self._codes = None
                 raise
-            self.sparse, self._codes = False, None
+            self.sparse = False
             return self._written(send)
         except BaseException:
             # the write may or may not have reached the device (a lost answer, a fault after the
-            # write, a lost lease): what it holds is unknown, so the next write is whole arrays
-            self._codes = None
+            # write, a lost lease): what it holds is unknown, so the next write is every cell
+            if self.grid is not None:
+                self.grid.forget()
             raise
         if pending is not None and pending[2] is not None:
-            self._codes = pending[2]
-            self._holder = self._lease_of(self.device)
+            assert self.grid is not None
+            self.grid.commit(pending[2], self._lease_of(self.device))
         return out
 
     @staticmethod
