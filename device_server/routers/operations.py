@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Security
@@ -19,12 +20,21 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from device_server.auth import Principal, authorize
-from device_server.body import INLINE_BYTES, check_content_type, encoded_off_loop, parse, read_body
+from device_server.body import (
+    INLINE_BYTES,
+    after_sent,
+    check_content_type,
+    encoded_off_loop,
+    parse,
+    read_body,
+    response_media,
+)
 from device_server.context import ServerContext
 from device_server.deps import Ctx
 from device_server.drivers.base import ContractViolation, Driver, DriverError, OpResult, summed_report
 from device_server.drivers.declaration import report_problems
 from device_server.errors import CapabilityMissing, Forbidden, InvalidInput, LeaseRequired, NotFound
+from device_server.leases import Lease
 from device_server.openapi import body_doc, problem_responses, response_doc
 from device_server.schemas import (
     DriveRequest,
@@ -126,55 +136,71 @@ async def run_operation(
             stored = ctx.idempotency.lookup(device_id, operation, idempotency_key, fingerprint)
             if stored is None and writes and ctx.durable.store.durable:  # answered before a restart?
                 try:
-                    stored = await run_in_threadpool(ctx.durable.recall, device_id, operation, idempotency_key,
-                                                     fingerprint)
+                    stored = await ctx.on_device(device_id, ctx.durable.recall, device_id, operation,
+                                                 idempotency_key, fingerprint)
                 except ValueError:
                     raise InvalidInput(f"Idempotency-Key {sent_key!r} was already used for a different "
                                        f"{operation} request", field="Idempotency-Key") from None
             if stored is not None:
                 return await encoded_off_loop(request, stored, headers={"Idempotent-Replayed": "true"})
+        durable = persisted and ctx.durable.store.durable
+        request_id = getattr(request.state, "request_id", "")
+        answer_media = response_media(request)
+
+        def execute() -> tuple[dict[str, Any], bytes]:
+            # On the device's thread, in one hop: the call, its provenance, for a write the state on disk before
+            # it is answered (a failed write is rolled back to what is on disk), the answer kept for a retry of its
+            # key, and the answer encoded while its arrays are still in this core's cache.
+            started = time.perf_counter()
+            try:
+                result = call(driver)
+                content = _with_provenance(result, driver, operation, device_id, lease, request_id,
+                                           time.perf_counter() - started, clipped)
+                if durable:
+                    ctx.durable.persist_write(device_id, driver, operation, idempotency_key if writes else None, owner,
+                                              fingerprint, content)
+            except BaseException:
+                if persisted:
+                    ctx.durable.rollback(device_id, driver)
+                raise
+            if idempotency_key:
+                ctx.idempotency.store(device_id, operation, idempotency_key, fingerprint, content)
+            return content, codec.encode(content, answer_media)
+
         t0 = time.perf_counter()
-        try:
-            result = await run_in_threadpool(call, driver)
-            wall = time.perf_counter() - t0
-            broken = report_problems(result.report)
-            if broken:
-                raise ContractViolation("provenance", "; ".join(broken))
-            info = driver.describe_brief()
-            report = {
-                **result.report,
-                "operation": operation,
-                "device_id": device_id,
-                "driver": info["driver"],
-                "model_version": info["model_version"],
-                "seed": info["seed"],
-                "lease_id": lease.lease_id,
-                "fencing": lease.fencing,
-                "request_id": getattr(request.state, "request_id", ""),
-                "wall_time_s": wall,
-            }
-            if clipped:
-                report["clipped"] = clipped
-            content = {**result.arrays, "report": report}
-            request.state.audit |= {"device_time_s": report["device_time_s"], "energy_j": report["energy_j"]}
-            if persisted and ctx.durable.store.durable:  # on disk before it is answered (device lock still held)
-                await run_in_threadpool(ctx.durable.persist_write, device_id, driver, operation,
-                                        idempotency_key if writes else None, owner, fingerprint, content)
-        except BaseException:
-            if persisted:  # not acknowledged: the device goes back to what is on disk
-                await run_in_threadpool(ctx.durable.rollback, device_id, driver)
-            raise
-        if idempotency_key:
-            ctx.idempotency.store(device_id, operation, idempotency_key, fingerprint, content)
-        m = ctx.metrics
-        m.device_calls.labels(device_id, operation).inc()
-        m.device_time.labels(device_id).inc(report["device_time_s"])
-        m.instrument_time.labels(device_id).inc(report["instrument_time_s"])
-        m.energy.labels(device_id).inc(report["energy_j"])
+        content, data = await ctx.on_device(device_id, execute)
+        report = content["report"]
+        request.state.audit |= {"device_time_s": report["device_time_s"], "energy_j": report["energy_j"]}
+        ctx.metrics.operation_done(device_id, operation, report)
         pace = ctx.settings.latency_scale * report["instrument_time_s"] - (time.perf_counter() - t0)
         if pace > 0:
             await asyncio.sleep(pace)
-    return await encoded_off_loop(request, content)
+    idle = None if type(driver).idle is Driver.idle else partial(ctx.after_answer, device_id, driver.idle)
+    return Response(data, media_type=answer_media, background=None if idle is None else after_sent(idle))
+
+
+def _with_provenance(result: OpResult, driver: Driver, operation: str, device_id: str, lease: Lease, request_id: str,
+                     wall_s: float, clipped: dict[str, int]) -> dict[str, Any]:
+    """The answer: the driver's arrays and its report with the provenance the server adds (DESIGN.md §2)."""
+    broken = report_problems(result.report)
+    if broken:
+        raise ContractViolation("provenance", "; ".join(broken))
+    info = driver.describe_brief()
+    report = {
+        **result.report,
+        "operation": operation,
+        "device_id": device_id,
+        "driver": info["driver"],
+        "model_version": info["model_version"],
+        "seed": info["seed"],
+        "lease_id": lease.lease_id,
+        "fencing": lease.fencing,
+        "request_id": request_id,
+        "wall_time_s": wall_s,
+    }
+    if clipped:
+        report["clipped"] = clipped
+    return {**result.arrays, "report": report}
 
 
 def _op_doc(summary: str, request_model: type[BaseModel] | None, response_model: type[BaseModel]) -> dict[str, Any]:
