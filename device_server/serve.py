@@ -7,12 +7,18 @@ listening socket gets receive and send buffers that hold a whole request and ans
 (:data:`SOCKET_BUFFER_BYTES`); accepted connections inherit them. The client sizes its own
 sockets to match (``trainer_client.client.SOCKET_OPTIONS``).
 
+What the server built at start (the lab, the app, its schemas) lives as long as the process:
+it is moved out of the garbage collector's sight (``gc.freeze``) before the first request, so
+the collector's occasional full pass, which walked it all (a pause of about 120 ms once in
+600 training steps, measured), only walks what requests leave behind.
+
 Uvicorn's proxy-header middleware is off: the server records no client addresses, so rewriting
 them from ``X-Forwarded-For`` would cost every request a layer for nothing.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import socket
 
@@ -53,4 +59,6 @@ def serve(app: FastAPI, sock: socket.socket, log_level: str) -> None:
     shown = f"[{host}]" if ":" in host else host
     logging.getLogger("device_server").info("listening on http://%s:%d", shown, port)
     config = uvicorn.Config(app, log_level=log_level, access_log=False, proxy_headers=False)
+    gc.collect()
+    gc.freeze()
     uvicorn.Server(config).run(sockets=[sock])
