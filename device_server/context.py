@@ -82,6 +82,7 @@ class ServerContext:
     def after_answer(self, device_id: str, fn: Callable[[], object]) -> None:
         """Queue ``fn()`` (a driver's ``idle``) on the device's thread without waiting for it; an error
         is logged, never answered (the answer has gone out)."""
+
         def logged() -> None:
             try:
                 fn()

@@ -59,6 +59,7 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 #: DELETE, or a write carrying its Idempotency-Key); a forward or relax would cost device time twice.
 _MAYBE_SENT = (httpx.ReadError, httpx.ReadTimeout, httpx.WriteError, httpx.WriteTimeout, httpx.RemoteProtocolError)
 
+
 @dataclass
 class Totals:
     """Running sums over the device operations this client made (for reports)."""

@@ -1,9 +1,12 @@
 """Device operations: forward, relax, program, update, read_weights, drive, probe — one request per phase.
 
-Each route declares what it needs and hands the rest to :func:`run_operation`, the one place
-that checks the lease, decodes and validates the body, enforces the declared limits, serialises
-the device (an instrument does one thing at a time), replays idempotent writes, adds the
-provenance to the driver's report, and paces the answer in ``real`` latency mode.
+Each route prepares its driver call from the validated body and hands the rest to
+:func:`run_operation`, the one place that checks the key, scope and headers, checks the lease,
+decodes and validates the body, enforces the declared limits, serialises the device (an
+instrument does one thing at a time: its calls run on its own thread), replays idempotent
+writes, adds the provenance to the driver's report, paces the answer in ``real`` latency mode,
+and queues the driver's ``idle()`` once the answer is out. docs/api.md ("How an operation is
+served") says why the path is laid out this way: a training step is one such request.
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.routing import APIRoute
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from device_server.auth import Principal, caller
