@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 import anyio
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Scope
 
 from device_server.store import AUDIT_BATCH, Store
 
@@ -39,45 +39,32 @@ def outcome_of(status: int, replayed: bool) -> str:
     return "refused" if status in REFUSED else "error"
 
 
-class AuditMiddleware:
-    """Pure ASGI (no body copies): reads what the route left in ``scope['state']``."""
+class AuditTrail:
+    """Makes the record of each answered call and commits it as the module docstring says; called by
+    :class:`~device_server.edge.EdgeMiddleware`, reading what the route left in ``scope['state']``."""
 
-    def __init__(self, app: ASGIApp, store: Store) -> None:
-        self.app = app
+    def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+    async def answered(self, scope: Scope, message: Message) -> None:
+        """Record the call whose answer ``message`` (``http.response.start``) is about to go out."""
+        record = self._record(scope, message)
+        if record is None:
             return
+        # a call that changed something waits for the disk; a measurement or a refusal need
+        # not, and neither does anything on a store that is not durable: queued, committed in batches
+        changed = record["outcome"] in ("ok", "replayed") and record["action"] not in MEASUREMENTS
+        if changed and self.store.durable:
+            await anyio.to_thread.run_sync(self.store.append_audit, record, True)
+        elif self.store.queue_audit(record) >= AUDIT_BATCH:
+            await anyio.to_thread.run_sync(self.store.flush_audit)
 
-        started = False
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                record = self._record(scope, message)
-                if record is not None:
-                    # a call that changed something waits for the disk; a measurement or a refusal need
-                    # not, and neither does anything on a store that is not durable: queued, committed in batches
-                    changed = record["outcome"] in ("ok", "replayed") and record["action"] not in MEASUREMENTS
-                    if changed and self.store.durable:
-                        await anyio.to_thread.run_sync(self.store.append_audit, record, True)
-                    elif self.store.queue_audit(record) >= AUDIT_BATCH:
-                        await anyio.to_thread.run_sync(self.store.flush_audit)
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        except Exception:
-            # an unexpected error is answered 500 by the outermost middleware, after this one:
-            # record it here, so the calls most in need of a record are not the ones missing
-            if not started:
-                record = self._record(scope, {"status": 500, "headers": []}, always=True)
-                if record is not None:
-                    await anyio.to_thread.run_sync(self.store.append_audit, record, True)
-            raise
+    async def failed(self, scope: Scope) -> None:
+        """Record a call that raised before any answer (answered 500 by the outermost middleware):
+        the calls most in need of a record are not the ones missing."""
+        record = self._record(scope, {"status": 500, "headers": []}, always=True)
+        if record is not None:
+            await anyio.to_thread.run_sync(self.store.append_audit, record, True)
 
     def _record(self, scope: Scope, message: Message, always: bool = False) -> dict[str, Any] | None:
         state = scope.get("state", {})

@@ -18,12 +18,14 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
+from fastapi.security.utils import get_authorization_scheme_param
 
 from device_server.errors import Forbidden, Unauthorized
 from device_server.leases import token_sha256
@@ -139,16 +141,27 @@ async def authorize(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None,
 ) -> Principal:
-    """The caller, if its key carries every scope the route names; 401/403 otherwise.
+    """The dependency: the caller, if its key carries every scope the route names; 401/403 otherwise."""
+    return await caller(request, security_scopes.scopes)
 
-    Async, so an open server pays no thread hop; a key is looked up in a worker thread.
+
+async def caller(request: Request, scopes: Sequence[str]) -> Principal:
+    """The caller, if its key carries every scope in ``scopes``; 401/403 otherwise.
+
+    What :func:`authorize` does, callable without FastAPI's dependency solver (the device
+    operations' hot path). Async, so an open server pays no thread hop; a key is looked up in a
+    worker thread.
     """
     auth: Authenticator = request.app.state.ctx.auth
-    header = request.headers.get("authorization")
-    token = credentials.credentials if credentials is not None else (None if header is None else header)
-    principal = OPEN if auth.open_mode else await run_in_threadpool(auth.principal, token, request)
+    if auth.open_mode:
+        principal = OPEN
+    else:
+        header = request.headers.get("authorization")
+        scheme, credentials = get_authorization_scheme_param(header)
+        token = credentials if scheme.lower() == "bearer" and credentials else header
+        principal = await run_in_threadpool(auth.principal, token, request)
     request.state.principal = principal
-    missing = [s for s in security_scopes.scopes if s not in principal.scopes]
+    missing = [s for s in scopes if s not in principal.scopes]
     if missing:
         raise Forbidden(f"key {principal.key_id} ({principal.name}, role {principal.role}) lacks scope "
                         f"{', '.join(missing)}", field="Authorization")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numpy as np
@@ -9,6 +10,7 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
+from starlette.background import BackgroundTask
 
 from device_server.errors import MalformedBody, PayloadTooLarge, UnsupportedMediaType, validation_problem
 from trainer_client import codec
@@ -117,3 +119,13 @@ async def encoded_off_loop(request: Request, content: Any, headers: dict[str, st
     else:
         data = await run_in_threadpool(codec.encode, content, media)
     return Response(data, media_type=media, headers=headers)
+
+
+def after_sent(fn: Callable[[], None]) -> BackgroundTask:
+    """A response's background task calling ``fn()`` once the answer has been sent, on the event loop
+    (Starlette would hop to a thread for a plain function): for ``fn`` that only queues work elsewhere."""
+
+    async def call() -> None:
+        fn()
+
+    return BackgroundTask(call)

@@ -116,21 +116,26 @@ def main(argv: list[str] | None = None) -> int:
         for device_id, d in lab.devices.items():
             print(f"{device_id}\t{d.kind}\t{d.describe().get('preset', '')}")
         return 0
-    import uvicorn
-
     from device_server.app import create_app
+    from device_server.serve import listening_socket, serve
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        sock = listening_socket(settings.host, settings.port)
+    except OSError as exc:
+        print(f"hil-server: {exc}", file=sys.stderr)
+        return 2
+    try:
         app = create_app(settings, lab)
     except (StateMismatch, OSError) as exc:
+        sock.close()
         print(f"hil-server: {exc}", file=sys.stderr)
         return 2
     ctx = app.state.ctx
     logging.getLogger("device_server").info(
         "state: %s (%s); %s", ctx.store.engine.url.render_as_string(hide_password=True), "durable" if ctx.store.durable else "in memory, lost at exit",
         "OPEN: no API keys required" if settings.open else "API keys required")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False)
+    serve(app, sock, args.log_level)
     return 0
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -30,3 +33,10 @@ class Metrics:
         )
         self.leased = Gauge("spinhil_device_leased", "1 while the device is leased", ["device"], registry=self.registry)
         self.queued = Gauge("spinhil_queue_length", "Tickets waiting for the device", ["device"], registry=self.registry)
+
+    def operation_done(self, device_id: str, operation: str, report: Mapping[str, Any]) -> None:
+        """Count an executed operation and add its chip time, bench time and energy."""
+        self.device_calls.labels(device_id, operation).inc()
+        self.device_time.labels(device_id).inc(report["device_time_s"])
+        self.instrument_time.labels(device_id).inc(report["instrument_time_s"])
+        self.energy.labels(device_id).inc(report["energy_j"])

@@ -41,6 +41,12 @@ def body_doc(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
     return {"requestBody": {"required": required, "content": _refs(model)}}
 
 
+def header_doc(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional header parameter, for a route that reads the header itself."""
+    return {"name": name, "in": "header", "required": False, "description": description,
+            "schema": {**schema, "title": name, "description": description}}
+
+
 def response_doc(model: type[BaseModel]) -> dict[int, dict[str, Any]]:
     return {200: {"description": "Success (encoding chosen by Accept)", "content": _refs(model)}}
 

@@ -76,7 +76,7 @@ def _integers(value: Any, what: str) -> np.ndarray:
         raise ValueError(f"expected {what}, got {type(value).__name__}")
     if a.dtype.kind not in "iu" or a.ndim != 1:
         raise ValueError(f"expected {what}: a 1-D array of integers, got dtype {a.dtype} and {a.ndim} dimension(s)")
-    if a.dtype.kind == "u" and a.size and int(a.max()) > np.iinfo(np.int64).max:
+    if a.dtype.kind == "u" and a.dtype.itemsize == 8 and a.size and int(a.max()) > np.iinfo(np.int64).max:
         # would wrap to a negative (or another valid) number when cast to int64: refuse, never reinterpret
         raise ValueError(f"expected {what}: {int(a.max())} is beyond the 64-bit signed integer range")
     return a
@@ -93,14 +93,15 @@ def to_index(value: Any) -> np.ndarray:
 def to_mask(value: Any) -> np.ndarray:
     """Accept a bit mask packed eight cells to a byte (``numpy.packbits``, big-endian bit order)."""
     a = _integers(value, "a packed bit mask")
-    if a.size and (int(a.min()) < 0 or int(a.max()) > 255):
+    if a.dtype != np.uint8 and a.size and (int(a.min()) < 0 or int(a.max()) > 255):
         raise ValueError("a packed bit mask holds bytes (0..255)")
     return a.astype(np.uint8, copy=False)
 
 
 def to_level(value: Any) -> np.ndarray:
-    """Accept grid levels: signed integers (level × the declared resolution is the target)."""
-    return _integers(value, "grid levels").astype(np.int64, copy=False)
+    """Accept grid levels: integers of any width (level × the declared resolution is the target,
+    computed in float64; int8 on the wire stays int8 here, no widened copy)."""
+    return _integers(value, "grid levels")
 
 
 #: Placeholder in generated schemas, replaced by a reference to ArrayJSON or ArrayMsgpack.

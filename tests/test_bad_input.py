@@ -180,6 +180,11 @@ CASES = [
      MSGPACK, 422, "target"),
     ("unsupported content type", "PUT", f"/v1/devices/{DEVICE}/weights", b"W0=1", {"Content-Type": "text/plain"}, 415,
      "Content-Type"),
+    ("fencing number not a number", "PUT", f"/v1/devices/{DEVICE}/weights",
+     mp({"weights": {"b1": f32(np.full(N_OUT, 0.1))}}), {**MSGPACK, "X-Lease-Fencing": "1e3"}, 422, "X-Lease-Fencing"),
+    ("idempotency key too long", "PUT", f"/v1/devices/{DEVICE}/weights",
+     mp({"weights": {"b1": f32(np.full(N_OUT, 0.1))}}), {**MSGPACK, "Idempotency-Key": "k" * 201}, 422,
+     "Idempotency-Key"),
 ]
 
 

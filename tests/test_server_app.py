@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -114,3 +115,13 @@ def test_hil_server_check_and_bad_lab(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "device_server", "--lab", str(lab), "--check"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "tokamak" in bad.stderr
+
+
+def test_hil_server_refuses_a_port_in_use():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = subprocess.run([sys.executable, "-m", "device_server", "--open", "--ephemeral", "--port", str(port)],
+                              capture_output=True, text=True, timeout=60)
+    assert busy.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in busy.stderr

@@ -1,6 +1,6 @@
-"""``DeviceClient``: the trainer's only way to reach a device — HTTP, through httpx.
+"""``DeviceClient``: the trainer's only way to reach a device — HTTP.
 
-- connection reuse (one ``httpx.Client``), timeouts, retries with exponential backoff on
+- connection reuse (keep-alive connections, pooled), timeouts, retries with exponential backoff on
   connection errors and 503 (honouring ``Retry-After``);
 - every write carries an ``Idempotency-Key`` kept across its retries, so a retry after a lost
   answer is applied once;
@@ -17,8 +17,10 @@
 - ``run_id`` prefixes every ``X-Request-ID`` (``<run_id>-<n>``): the server's audit finds a
   run's calls by it.
 
-``transport`` is any ``httpx.BaseTransport``: tests pass an in-process ASGI transport, the
-real path uses sockets.
+``transport`` is any ``httpx.BaseTransport``: tests pass an in-process ASGI transport; without
+one, ``http://`` goes over the client's own sockets and ``https://`` through httpx
+(:mod:`trainer_client.transport` says why). Retries, timeouts and typed errors are the same
+whichever carries the bytes.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from trainer_client.errors import (
     TransportError,
     from_problem,
 )
+from trainer_client.transport import Answer, transport_for
 
 #: Answer fields that hold a list of arrays, or a map of named arrays.
 ARRAY_LISTS = frozenset({"outputs", "states"})
@@ -134,12 +137,14 @@ class DeviceClient:
         api_key = api_key if api_key is not None else os.environ.get("SPINHIL_API_KEY")
         if api_key:
             headers["Authorization"] = f"Bearer {api_key.strip()}"
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), transport=transport, timeout=timeout_s,
-                                  headers=headers)
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self._headers = {name.lower(): value for name, value in headers.items()}
+        self._transport = transport_for(self.base_url, transport)
 
     # ------------------------------------------------------------------ plumbing
     def close(self) -> None:
-        self._http.close()
+        self._transport.close()
 
     def __enter__(self) -> "DeviceClient":
         return self
@@ -169,21 +174,29 @@ class DeviceClient:
         delay = self.backoff_s
         for attempt in range(self.retries + 1):
             try:
-                response = self._http.request(method, path, content=content, headers=hdrs)
+                response = self._send(method, path, content, hdrs)
             except httpx.TransportError as exc:
                 if not isinstance(exc, retryable) or attempt == self.retries:
                     raise TransportError(f"{method} {path}: {exc!r} after {attempt + 1} attempt(s)") from exc
                 time.sleep(delay)
                 delay = min(2 * delay, self.max_backoff_s)
                 continue
-            if response.status_code == 503 and attempt < self.retries:
-                retry_after = response.headers.get("Retry-After", "")
+            if response.status == 503 and attempt < self.retries:
+                retry_after = response.headers.get("retry-after", "")
                 time.sleep(min(float(retry_after), 30.0) if retry_after.isdigit() else delay)
                 delay = min(2 * delay, self.max_backoff_s)
                 continue
-            self._thread.replayed = response.headers.get("Idempotent-Replayed") == "true"
+            self._thread.replayed = response.headers.get("idempotent-replayed") == "true"
             return self._answer(response)
         raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _send(self, method: str, path: str, content: bytes | None, headers: Mapping[str, str],
+              timeout_s: float | None = None) -> Answer:
+        """One exchange through the transport; the default headers under the request's own (names are
+        case-insensitive: a request's ``accept`` replaces the default ``Accept``)."""
+        merged = {**self._headers, **{name.lower(): value for name, value in headers.items()}}
+        return self._transport.exchange(method, path, merged, content,
+                                        self.timeout_s if timeout_s is None else timeout_s)
 
     @property
     def last_replayed(self) -> bool:
@@ -191,19 +204,19 @@ class DeviceClient:
         return getattr(self._thread, "replayed", False)
 
     @staticmethod
-    def _answer(response: httpx.Response) -> Any:
+    def _answer(response: Answer) -> Any:
         content_type = response.headers.get("content-type", "")
-        if response.status_code >= 400:
+        if response.status >= 400:
             try:
                 problem = codec.decode(response.content, codec.JSON) if codec.is_json(content_type) else {}
             except codec.CodecError:
                 problem = {}
             if not isinstance(problem, dict) or "detail" not in problem:
-                problem = {"title": response.reason_phrase, "detail": response.text[:500]}
-            raise from_problem(response.status_code, problem)
+                problem = {"title": response.reason, "detail": response.content[:500].decode(errors="replace")}
+            raise from_problem(response.status, problem)
         if codec.is_msgpack(content_type) or codec.is_json(content_type):
             return codec.decode(response.content, content_type)
-        return response.text
+        return response.content.decode(errors="replace")
 
     def _operation(self, method: str, device_id: str, op_path: str, token: str, body: Any = None,
                    fencing: int | None = None) -> dict[str, Any]:
@@ -237,7 +250,7 @@ class DeviceClient:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                return self._answer(self._http.get("/v1/health", timeout=2.0))
+                return self._answer(self._send("GET", "/v1/health", None, {}, timeout_s=2.0))
             except (httpx.HTTPError, DeviceUnavailable) as exc:
                 if time.monotonic() > deadline:
                     raise TransportError(f"server not healthy after {timeout_s} s: {exc!r}") from exc

@@ -14,6 +14,7 @@ never import the server) and the server imports it: there is exactly one codec.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import msgpack
@@ -59,9 +60,9 @@ def _to_msgpack(obj: Any) -> Any:
     raise TypeError(f"cannot encode {type(obj).__name__}")
 
 
-def _from_msgpack_map(pairs: list[tuple[Any, Any]]) -> Any:
-    d = dict(pairs)
-    if d.keys() == ARRAY_KEYS and isinstance(d["data"], (bytes, bytearray, memoryview)):
+def _from_msgpack_map(d: dict[Any, Any]) -> Any:
+    # called for every map of a body (a dict already: cheaper than pairs), so the common case stays short
+    if len(d) == 3 and d.keys() == ARRAY_KEYS and isinstance(d["data"], (bytes, bytearray, memoryview)):
         shape = d["shape"]
         if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
                                                   for n in shape):
@@ -70,7 +71,7 @@ def _from_msgpack_map(pairs: list[tuple[Any, Any]]) -> Any:
             dtype = np.dtype(d["dtype"])
         except (TypeError, ValueError) as exc:
             raise CodecError(f"broken array map: unknown dtype {d['dtype']!r}") from exc
-        if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize != len(d["data"]) or dtype.itemsize == 0:
+        if math.prod(shape) * dtype.itemsize != len(d["data"]) or dtype.itemsize == 0:
             raise CodecError(f"broken array map: {len(d['data'])} bytes do not hold shape {shape} of {dtype}")
         return np.frombuffer(d["data"], dtype=dtype).reshape(shape)
     return d
@@ -97,7 +98,7 @@ def decode(body: bytes, content_type: str = MSGPACK) -> Any:
     """Decode a body; arrays come back as read-only NumPy views (MessagePack) or lists (JSON)."""
     try:
         if is_msgpack(content_type):
-            return msgpack.unpackb(body, raw=False, object_pairs_hook=_from_msgpack_map, strict_map_key=False)
+            return msgpack.unpackb(body, raw=False, object_hook=_from_msgpack_map, strict_map_key=False)
         if is_json(content_type):
             return json.loads(body)
     except CodecError:

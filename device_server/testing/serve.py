@@ -7,7 +7,6 @@ server in a thread is the same server on the same socket layer.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,13 +15,13 @@ from contextlib import contextmanager
 import uvicorn
 from fastapi import FastAPI
 
+from device_server.serve import listening_socket
+
 
 @contextmanager
 def serve_in_thread(app: FastAPI, start_timeout_s: float = 20.0) -> Iterator[str]:
     """Run ``app`` on ``127.0.0.1:<free port>`` until the block ends; yields the base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = listening_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="spinhil-kit-server")
