@@ -261,8 +261,8 @@ class Driver(ABC):
     def idle(self) -> None:
         """Work the device may do between calls, while nobody waits for it (optional; default none).
 
-        The server calls it after an answer has been sent, holding the device lock, so it never
-        runs beside an operation. It must not change anything a later call observes: an emulator
+        The server calls it after an answer has been sent, on the device's own thread (where its
+        operations run one at a time), so it never runs beside an operation. It must not change anything a later call observes: an emulator
         may, say, draw ahead the noise its next call will use from the same streams (the values a
         call gets are then the same whether or not ``idle`` ran). Keep each call short (about a
         millisecond): a request that arrives meanwhile waits for it.
