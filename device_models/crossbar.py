@@ -176,8 +176,6 @@ class CrossbarNetwork:
             g_ap=g_ap,
             floor=floor,
             ceil=ceil,
-            g=floor.astype(self.dtype),  # fresh chip: every cell in its reset state
-            target=np.full((n_out, n_in + 1), np.nan),
             split=mtj.ap_bias_split(c.v_read_v, c.tmr0, c.v_h_v) if c.bias_nonlinearity else None,
             dtype=self.dtype,
         )
@@ -670,29 +668,30 @@ class CrossbarNetwork:
             index = np.asarray(index, dtype=np.int64)
             pair = index + index // xb.n_in if name[0] == "W" else index * (xb.n_in + 1) + xb.n_in
             q = self.quantize(k, value)
-            old = xb.target.reshape(-1).take(pair)
-            keep = ~(q == old)  # never-written (NaN) old counts as changed
+            records = xb.records.take(pair, axis=0, mode="clip")  # the pairs' state, old targets included
+            keep = ~(q == xb.old_targets(records))  # never-written (NaN) old counts as changed
             if not keep.all():
                 keep = np.flatnonzero(keep)
-                index, pair, q, old = index.take(keep), pair.take(keep), q.take(keep), old.take(keep)
+                index, pair, q, records = index.take(keep), pair.take(keep), q.take(keep), records.take(keep, axis=0)
             # where the pairs sit in the read matrices: the weights' own flat index, or the bias rows
-            writes.append((k, pair, q, old, (index, None) if name[0] == "W" else (None, index)))
+            writes.append((k, pair, q, records, (index, None) if name[0] == "W" else (None, index)))
         return self._write_all(writes, names=list(cells))
 
     def _changed(self, new_targets: Mapping[int, np.ndarray]) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray,
                                                                           tuple[None, None]]]:
-        """``(k, flat pair indices, grid targets, previous targets, (None, None))`` of the pairs whose
-        target differs from the last written (the last: see :meth:`_write_all`)."""
+        """``(k, flat pair indices, grid targets, their records, (None, None))`` of the pairs whose
+        target differs from the last written (see :meth:`_write_all`)."""
         writes = []
         for k, full in new_targets.items():
-            flat, old = full.ravel(), self._xbars[k].target.ravel()
+            xb = self._xbars[k]
+            flat, old = full.ravel(), xb.target.ravel()
             changed = np.flatnonzero(~np.isnan(flat) & ~(flat == old))  # never-written (NaN) old counts as changed
-            writes.append((k, changed, flat[changed], old[changed], (None, None)))
+            writes.append((k, changed, flat[changed], xb.records.take(changed, axis=0), (None, None)))
         return writes
 
     def _write_all(self, writes: Sequence[tuple[int, np.ndarray, np.ndarray, np.ndarray, tuple[Any, Any]]],
                    names: Sequence[str]) -> tuple[dict, dict]:
-        """Write each ``(k, flat pair indices, grid targets, previous targets, (w_idx, b_idx))``
+        """Write each ``(k, flat pair indices, grid targets, the pairs' records, (w_idx, b_idx))``
         (``w_idx``/``b_idx``: where the pairs sit in the weights or biases, when known; see
         :meth:`CrossbarArray.store`); report as :meth:`program` does."""
         c = self.config
@@ -700,9 +699,9 @@ class CrossbarNetwork:
         e_write = e_verify = 0.0
         most_attempts = 0
         failed: dict[str, np.ndarray] = {f"{p}{k}": np.empty(0, np.int64) for k, *_ in writes for p in "Wb"}
-        for k, changed, values, old, (w_idx, b_idx) in writes:
+        for k, changed, values, records, (w_idx, b_idx) in writes:
             xb = self._xbars[k]
-            w: WriteOutcome = write_pairs(xb, changed, values, old, c, self.noise, self._pulses, w_idx, b_idx)
+            w: WriteOutcome = write_pairs(xb, changed, values, records, c, self.noise, self._pulses, w_idx, b_idx)
             if k == 0 and changed.size:
                 self._drive_cache = None  # the input drive changed with the conductances
             written += changed.size
@@ -741,13 +740,14 @@ class CrossbarNetwork:
     # ------------------------------------------------------------------ non-volatile state
     def export_state(self) -> dict[str, np.ndarray]:
         """The programmed (non-volatile) state: per crossbar ``k`` the cell conductances
-        ``x{k}.g`` [S], shape ``(2, n_out, n_in+1)`` (the emulation dtype), and the grid targets ``x{k}.target``
+        ``x{k}.g`` [S], shape ``(2, n_out, n_in+1)``, and the grid targets ``x{k}.target``
         (NaN: never written). Everything else is fabrication (drawn from the seed) or derived.
-        The arrays are the model's own (no copy): read them before the next write.
+        The targets are a view of the model's own records (no copy: read them before the next
+        write); the conductances, interleaved in the records, are a C-ordered copy.
         """
         out: dict[str, np.ndarray] = {}
         for k, xb in enumerate(self._xbars):
-            out[f"x{k}.g"] = xb.g
+            out[f"x{k}.g"] = np.ascontiguousarray(xb.g)
             out[f"x{k}.target"] = xb.target
         return out
 
@@ -755,9 +755,9 @@ class CrossbarNetwork:
         """Put back a state from :meth:`export_state` of the same chip (same sizes, config, seed).
 
         The derived read matrices are recomputed from the conductances with the same arithmetic
-        as a write, so the restored weights equal the exported ones bit for bit. Conductances are
-        stored in the emulation dtype; a float32 chip's state saved in float64 (by ``crossbar-1.1``)
-        is rounded to it and kept within each cell's range.
+        as a write, so the restored weights equal the exported ones bit for bit. A conductance a
+        hair outside its cell's range (a state saved by ``crossbar-1.1``, whose float32 chips' ranges
+        were not yet float32 numbers) is put back within it.
         """
         expected = set(self.export_state())
         if set(state) != expected:
@@ -770,9 +770,8 @@ class CrossbarNetwork:
             if not np.all(np.isfinite(g)) or np.any(g < xb.floor * (1 - 1e-6)) or np.any(g > xb.ceil * (1 + 1e-6)):
                 raise ValueError(f"crossbar {k}: conductances outside the cells' reachable range")
         for k, xb in enumerate(self._xbars):
-            xb.g = np.clip(np.asarray(state[f"x{k}.g"], dtype=np.float64), xb.floor, xb.ceil).astype(self.dtype)
-            xb.target = np.array(state[f"x{k}.target"], dtype=np.float64)
-            xb.refresh()
+            xb.set_state(np.clip(np.asarray(state[f"x{k}.g"], dtype=np.float64), xb.floor, xb.ceil),
+                         np.asarray(state[f"x{k}.target"], dtype=np.float64))
         self._drive_cache = None  # the input drive belongs to the conductances just replaced
 
     # ------------------------------------------------------------------ description

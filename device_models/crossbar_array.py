@@ -10,11 +10,13 @@ with ``W = (G⁺ − G⁻)/G_unit`` and ``B`` the antiparallel share of ``W``. T
 into the second read matrix so that a read evaluates ``g̃`` in three passes over its input
 (square, add, divide) — the square is the one the read energy needs anyway.
 
-The read matrices follow every write cell by cell (:meth:`CrossbarArray.store`) or whole
-(:meth:`CrossbarArray.refresh`); both evaluate :func:`read_entries` on the same numbers, so a
-restored state reads bit for bit as the written one. The column and row sums of ``G⁺ + G⁻`` (the
-read energy, ``Σ V²·G·t_read``) are recomputed when a read asks for them after a write: a
-reduction over the array costs less than maintaining them cell by cell.
+The state of a pair that a write reads and changes — its fabrication bounds, the coefficients of
+its antiparallel share, its target and conductances — sits in one record (:func:`record_dtype`), so
+a write gathers one cache line per pair and writes it back. The read matrices follow every write
+cell by cell (:meth:`CrossbarArray.store`) or whole (:meth:`CrossbarArray.refresh`); both evaluate
+:func:`read_entries` on the same numbers, so a restored state reads bit for bit as the written one.
+The column and row sums of ``G⁺ + G⁻`` (the read energy, ``Σ V²·G·t_read``) follow each write by
+the change of the pairs it wrote.
 """
 
 from __future__ import annotations
@@ -74,8 +76,15 @@ def read_entries(g: tuple[np.ndarray, np.ndarray], a: tuple[np.ndarray, np.ndarr
     return w, read_p, w_ap
 
 
-def _ones(n: int, dtype: np.dtype) -> np.ndarray:
-    return np.ones(n, dtype=dtype)
+def record_layout(dtype: np.dtype) -> tuple[int, int]:
+    """``(F, R)``: a pair's record is ``R`` float64 numbers, the first ``F`` of which hold its eight
+    fabrication numbers in the emulation ``dtype`` — floor⁺, floor⁻, ceil⁺, ceil⁻ [S] and a⁺, a⁻, β⁺, β⁻
+    (:func:`ap_coefficients`) — then its programmed target (grid weight, NaN: never written) and
+    conductances G⁺, G⁻ [S] in float64. A float32 chip's record is 64 bytes, one cache line: a write
+    of a pair gathers it once and writes three numbers back into it.
+    """
+    f = 8 * np.dtype(dtype).itemsize // 8
+    return f, -(-(f + 3) // 8) * 8
 
 
 @dataclass
@@ -91,49 +100,80 @@ class CrossbarArray:
     g_ap: np.ndarray  # (2, n_out, n_in+1) antiparallel conductance at the read bias
     floor: np.ndarray  # (2, …) lowest reachable conductance (G_AP, or the stuck value)
     ceil: np.ndarray  # (2, …) highest reachable conductance (G_P, or the stuck value)
-    g: np.ndarray  # (2, …) achieved conductances, in the emulation dtype
-    target: np.ndarray  # (n_out, n_in+1) grid target of each pair (NaN: never written)
     split: tuple[float, float, float, float] | None  # mtj.ap_bias_split constants (None: bias nonlinearity off)
     dtype: np.dtype
-    #: (n_out·(n_in+1), 8), emulation dtype: floor⁺, floor⁻, ceil⁺, ceil⁻, a⁺, a⁻, β⁺, β⁻ of each pair
-    #: in one row: what a write of the pair needs, in one gather
-    cells: np.ndarray = field(init=False)
-    ap_a: np.ndarray = field(init=False)  # (2, …) a of :func:`ap_coefficients` [S], emulation dtype
-    ap_beta: np.ndarray = field(init=False)  # (2, …) β of :func:`ap_coefficients`, emulation dtype
+    #: (n_out·(n_in+1), R) float64: one record per pair, row-major (:func:`record_layout`)
+    records: np.ndarray = field(init=False)
     w: np.ndarray = field(init=False)  # (n_out, n_in) effective weight at the read bias, emulation dtype
     b: np.ndarray = field(init=False)  # (n_out,) effective bias
     #: (2, n_out, n_in): [W + L·B, −(C/a)·B] (bias nonlinearity on) or (1, n_out, n_in): [W] (off)
     read: np.ndarray = field(init=False)
-    _sums: tuple[np.ndarray, np.ndarray] | None = field(init=False, default=None)
+    #: Σ over rows of G⁺ + G⁻ per column (n_in+1,) and over the weight columns per row (n_out,) [S]
+    sums: tuple[np.ndarray, np.ndarray] = field(init=False)
     _w_refs: int = field(init=False, default=0)
+    _f: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
-        # in the emulation dtype: the conductances are numbers of it (CrossbarNetwork._fabricate), the
-        # coefficients are rounded once here and used so by every path; a float32 chip's write
-        # moves half the bytes
-        a, beta = ap_coefficients(self.g_p, self.g_ap, self.floor, self.ceil)
-        self.ap_a, self.ap_beta = a.astype(self.dtype), beta.astype(self.dtype)
-        self.cells = np.stack([a.ravel() for pair in (self.floor, self.ceil, self.ap_a, self.ap_beta) for a in pair],
-                              axis=1).astype(self.dtype)
+        # the fabrication part of the records in the emulation dtype: the conductances are numbers of
+        # it (CrossbarNetwork._fabricate), the coefficients are rounded once here and used so by every
+        # path; a float32 chip's write moves half the bytes
+        f, r = record_layout(self.dtype)
+        self._f = f
+        self.records = np.zeros((self.pairs, r))
+        fab = self.fabrication(self.records)
+        fab[:, 0:4] = np.stack([a.ravel() for pair in (self.floor, self.ceil) for a in pair], axis=1)
+        fab[:, 4:8] = np.stack([a.ravel() for a in ap_coefficients(self.g_p, self.g_ap, self.floor, self.ceil)
+                                for a in a], axis=1)
+        self.records[:, f] = np.nan  # never written
+        self.records[:, f + 1: f + 3] = self.floor.reshape(2, -1).T  # fresh chip: every cell in its reset state
         self.refresh()
+
+    def fabrication(self, records: np.ndarray) -> np.ndarray:
+        """``(m, 8)`` view of records' fabrication numbers (floor⁺, floor⁻, ceil⁺, ceil⁻, a⁺, a⁻, β⁺, β⁻),
+        in the emulation dtype."""
+        return records[:, : self._f].view(self.dtype)
+
+    def old_targets(self, records: np.ndarray) -> np.ndarray:
+        """The grid targets in records (NaN: never written)."""
+        return records[:, self._f]
 
     @property
     def pairs(self) -> int:
         return self.n_out * (self.n_in + 1)
 
+    @property
+    def g(self) -> np.ndarray:
+        """(2, n_out, n_in+1) achieved conductances [S] (a view into the records)."""
+        f = self._f
+        return np.moveaxis(self.records[:, f + 1: f + 3].reshape(self.n_out, self.n_in + 1, 2), 2, 0)
+
+    @property
+    def target(self) -> np.ndarray:
+        """(n_out, n_in+1) grid target of each pair, NaN where never written (a view into the records)."""
+        return self.records[:, self._f].reshape(self.n_out, self.n_in + 1)
+
+    def set_state(self, g: np.ndarray, target: np.ndarray) -> None:
+        """Replace the conductances ``(2, n_out, n_in+1)`` and targets ``(n_out, n_in+1)`` and rederive all."""
+        f = self._f
+        self.records[:, f + 1: f + 3] = g.reshape(2, -1).T
+        self.records[:, f] = target.reshape(-1)
+        self.refresh()
+
     def refresh(self) -> None:
-        """Recompute the weights and read matrices from the conductances, all cells at once."""
-        w, read_p, read_g = read_entries((self.g[0], self.g[1]), (self.ap_a[0], self.ap_a[1]),
-                                         (self.ap_beta[0], self.ap_beta[1]), self.g_unit_s, self.split)
+        """Recompute the weights, read matrices and conductance sums from the conductances, all cells at once."""
+        g = np.ascontiguousarray(self.g)
+        fab = self.fabrication(self.records)
+        coefficients = [np.ascontiguousarray(fab[:, 4 + j]).reshape(self.n_out, self.n_in + 1) for j in range(4)]
+        w, read_p, read_g = read_entries((g[0], g[1]), (coefficients[0], coefficients[1]),
+                                         (coefficients[2], coefficients[3]), self.g_unit_s, self.split)
         self.b = np.ascontiguousarray(w[:, self.n_in], dtype=self.dtype)
-        if read_p is None:
-            self._set_w(np.ascontiguousarray(w[:, : self.n_in], dtype=self.dtype))
-        else:
+        if read_p is not None:
             self.read = np.empty((2, self.n_out, self.n_in), dtype=self.dtype)
             self.read[0] = read_p[:, : self.n_in]
             self.read[1] = read_g[:, : self.n_in]
-            self._set_w(np.ascontiguousarray(w[:, : self.n_in], dtype=self.dtype))
-        self._sums = None
+        self._set_w(np.ascontiguousarray(w[:, : self.n_in], dtype=self.dtype))
+        total = g[0] + g[1]
+        self.sums = (total.sum(axis=0), total[:, : self.n_in].sum(axis=1))
 
     def _set_w(self, w: np.ndarray) -> None:
         self.w = w
@@ -157,54 +197,65 @@ class CrossbarArray:
         if sys.getrefcount(self.w) > self._w_refs:
             self._set_w(self.w.copy())
 
-    def store(self, idx: np.ndarray, g_new: tuple[np.ndarray, np.ndarray], cells: np.ndarray,
+    def store(self, idx: np.ndarray, records: np.ndarray, g_new: tuple[np.ndarray, np.ndarray], target: np.ndarray,
               w_idx: np.ndarray | None = None, b_idx: np.ndarray | None = None) -> None:
-        """Put new conductances ``g_new`` of the pairs at flat indices ``idx`` and update the derived
-        matrices there only (a training step rewrites a fraction of a large array).
+        """Write new conductances ``g_new`` and grid targets of the pairs at flat indices ``idx``, whose
+        records (as gathered before the write) are ``records``, and update the derived matrices and
+        sums there only (a training step rewrites a fraction of a large array).
 
-        ``cells``: those pairs' rows of :attr:`cells` (what :meth:`refresh` takes from the whole
-        arrays), so both paths compute the same bits. ``w_idx`` (all pairs in weight columns: their
-        flat index in the ``(n_out, n_in)`` weights) or ``b_idx`` (all in the bias column: their
-        rows), when the caller knows them.
+        The read entries are computed from the records' coefficients, as :meth:`refresh` does for all
+        pairs: both paths give the same bits. ``w_idx`` (all pairs in weight columns: their flat index
+        in the ``(n_out, n_in)`` weights) or ``b_idx`` (all in the bias column: their rows), when the
+        caller knows them.
         """
-        g_flat = self.g.reshape(2, -1)
-        g_flat[0, idx] = g_new[0]
-        g_flat[1, idx] = g_new[1]
-        w, read_p, read_g = read_entries(g_new, (cells[:, 4], cells[:, 5]), (cells[:, 6], cells[:, 7]),
-                                         self.g_unit_s, self.split)
-        if w_idx is None and b_idx is None:
-            rows = idx // (self.n_in + 1)
-            w_idx = idx - rows  # flat index in the (n_out, n_in) matrices: r·n_in + c
-            bias = w_idx - rows * self.n_in == self.n_in  # the column index is n_in
-            if bias.any():
-                self.b[rows[bias]] = w[bias]
-                keep = ~bias
-                w_idx, w = w_idx[keep], w[keep]
-                if read_p is not None:
-                    read_p, read_g = read_p[keep], read_g[keep]
+        f = self._f
+        delta = g_new[0] + g_new[1]
+        delta -= records[:, f + 1]
+        delta -= records[:, f + 2]
+        self.write_records(idx, g_new, target)
+        ap = self.fabrication(records)
+        w, read_p, read_g = read_entries(g_new, (ap[:, 4], ap[:, 5]), (ap[:, 6], ap[:, 7]), self.g_unit_s, self.split)
+        n1 = self.n_in + 1
+        if w_idx is not None:
+            rows = w_idx // self.n_in
+            cols = w_idx - rows * self.n_in
         elif b_idx is not None:
-            self.b[b_idx] = w
-            self._sums = None
+            rows, cols = b_idx, np.full(idx.size, self.n_in)
+        else:
+            rows = idx // n1
+            cols = idx - rows * n1
+        self.sums[0][:] += np.bincount(cols, weights=delta, minlength=n1)
+        bias = cols == self.n_in
+        if b_idx is not None or (w_idx is None and bias.any()):
+            self.b[rows[bias]] = w[bias]
+            keep = np.flatnonzero(~bias)
+            rows, cols, delta, w = rows.take(keep), cols.take(keep), delta.take(keep), w.take(keep)
+            if read_p is not None:
+                read_p, read_g = read_p.take(keep), read_g.take(keep)
+            w_idx = rows * self.n_in + cols
+        elif w_idx is None:
+            w_idx = rows * self.n_in + cols
+        self.sums[1][:] += np.bincount(rows, weights=delta, minlength=self.n_out)
+        if not w_idx.size:
             return
         self._own_w()
         self.w.reshape(-1)[w_idx] = w
         if read_p is not None:
             self.read[0].reshape(-1)[w_idx] = read_p
             self.read[1].reshape(-1)[w_idx] = read_g
-        self._sums = None
+
+    def write_records(self, idx: np.ndarray, g_new: tuple[np.ndarray, np.ndarray], target: np.ndarray) -> None:
+        """Put the programmed part of the pairs' records: conductances and grid targets (the lines
+        the write gathered: each scatter hits a cache line already loaded)."""
+        f = self._f
+        self.records[:, f][idx] = target
+        self.records[:, f + 1][idx] = g_new[0]
+        self.records[:, f + 2][idx] = g_new[1]
 
     def g_sums(self) -> tuple[np.ndarray, np.ndarray]:
         """Σ over rows of ``G⁺ + G⁻`` per column ``(n_in+1,)`` (forward-read power per V²) and Σ over
-        the weight columns per row ``(n_out,)`` (transposed read), recomputed after a write (two
-        matrix-vector products over the array: cheaper than following every write cell by cell)."""
-        if self._sums is None:
-            n1 = self.n_in + 1
-            g = self.g.reshape(2 * self.n_out, n1)
-            cols = (_ones(2 * self.n_out, g.dtype) @ g).astype(np.float64)
-            per_row = (g @ _ones(n1, g.dtype)).astype(np.float64)
-            per_row -= g[:, self.n_in]
-            self._sums = (cols, per_row[: self.n_out] + per_row[self.n_out:])
-        return self._sums
+        the weight columns per row ``(n_out,)`` (transposed read), kept up to date by every write."""
+        return self.sums
 
     def ap_weights(self) -> np.ndarray:
         """``B``: the antiparallel share of the weights [weight units], float64 (for inspection and tests)."""

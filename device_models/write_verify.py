@@ -107,22 +107,24 @@ def _pulse_trains(noise: NoiseStreams, inv_rate: np.ndarray, limit: float,
     return tries, failed
 
 
-def write_pairs(xb: CrossbarArray, idx: np.ndarray, w: np.ndarray, old: np.ndarray, c: CrossbarConfig,
+def write_pairs(xb: CrossbarArray, idx: np.ndarray, w: np.ndarray, records: np.ndarray, c: CrossbarConfig,
                 noise: NoiseStreams, pulses: tuple[np.ndarray, np.ndarray, float],
                 w_idx: np.ndarray | None = None, b_idx: np.ndarray | None = None) -> WriteOutcome:
-    """Write-and-verify the pairs at flat indices ``idx`` of ``xb`` to grid weights ``w`` (from ``old``).
+    """Write-and-verify the pairs at flat indices ``idx`` of ``xb`` to grid weights ``w``.
 
+    ``records``: those pairs' records (:func:`device_models.crossbar_array.record_dtype`) as they are
+    before the write (its previous targets, its bounds); ``pulses`` is :func:`pulse_physics` of ``c``.
     Updates ``xb`` (conductances, targets, read matrices; ``w_idx``/``b_idx`` as
-    :meth:`CrossbarArray.store` takes them); ``pulses`` is :func:`pulse_physics` of ``c``. Draws ``idx.size`` programming errors (pool
+    :meth:`CrossbarArray.store` takes them). Draws ``idx.size`` programming errors (pool
     ``"program"``) and one exponential per junction switch (pool ``"attempts"``).
     """
     m = idx.size
     if m == 0:
         return WriteOutcome.nothing()
-    dense = m == xb.pairs  # every pair rewritten (continuous levels): no gather
-    cells = xb.cells if dense else xb.cells.take(idx, axis=0, mode="clip")
+    old = xb.old_targets(records)
+    bounds = xb.fabrication(records)
     # the bounds, used many times: contiguous copies (element-wise work on strided columns is slower)
-    floor_p, floor_m, ceil_p, ceil_m = (cells[:, j].astype(np.float64) for j in range(4))
+    floor_p, floor_m, ceil_p, ceil_m = (bounds[:, j].astype(np.float64) for j in range(4))
     dg = np.multiply(w, xb.g_unit_s, dtype=np.float64)
     gt_p = floor_m + dg
     plus_active = gt_p >= floor_p  # the + cell carries the weight; the lower cell stays at its floor
@@ -163,25 +165,23 @@ def write_pairs(xb: CrossbarArray, idx: np.ndarray, w: np.ndarray, old: np.ndarr
         pair_attempts, switches, n_failed_j = tries, m, left.size
     else:
         moves = _general_moves(w, old, xb.w_max, c.levels)
-        tries_cells, failed_cells, e_write, switches = _cell_trains(xb, idx, cells, moves, noise, i_nom, inv_rate,
+        tries_cells, failed_cells, e_write, switches = _cell_trains(xb, idx, bounds, moves, noise, i_nom, inv_rate,
                                                                    ap_boost, c)
         n_failed_j = int(failed_cells.sum())
         if n_failed_j:
-            step = (_junction_g(xb, idx, cells, True) - _junction_g(xb, idx, cells, False)) / n_j
+            step = (_junction_g(xb, idx, bounds, True) - _junction_g(xb, idx, bounds, False)) / n_j
             short = np.sign(moves) * failed_cells * step
             gt_p -= short[0]
             gt_m -= short[1]
             fail |= (failed_cells > 0).any(axis=0)
         pair_attempts = tries_cells[0] + tries_cells[1]
-    # within each cell's range, stored in the emulation dtype (the bounds are numbers of it: it stays within)
-    g_new = (np.minimum(np.maximum(gt_p, floor_p), ceil_p).astype(xb.g.dtype),
-             np.minimum(np.maximum(gt_m, floor_m), ceil_m).astype(xb.g.dtype))
-    if dense or m > DENSE_WRITE_FRACTION * xb.pairs:
-        xb.g.reshape(2, -1)[:, idx] = g_new
+    # within each cell's range (its bounds are float64 values of the emulation dtype)
+    g_new = (np.minimum(np.maximum(gt_p, floor_p), ceil_p), np.minimum(np.maximum(gt_m, floor_m), ceil_m))
+    if m > DENSE_WRITE_FRACTION * xb.pairs:  # most pairs: write the records, then rederive all at once
+        xb.write_records(idx, g_new, w)
         xb.refresh()
     else:
-        xb.store(idx, g_new, cells, w_idx, b_idx)
-    xb.target.reshape(-1)[idx] = w
+        xb.store(idx, records, g_new, w, w_idx, b_idx)
     # a verify read of the cell after each pulse
     if one_step is not None:
         on_plus_tries = pair_attempts * on_plus
@@ -221,17 +221,18 @@ def _general_moves(w: np.ndarray, old: np.ndarray, w_max: float, levels: int) ->
     return np.stack([new_p - old_p, new_m - old_m])
 
 
-def _junction_g(xb: CrossbarArray, idx: np.ndarray, cells: np.ndarray, parallel: bool) -> np.ndarray:
+def _junction_g(xb: CrossbarArray, idx: np.ndarray, bounds: np.ndarray, parallel: bool) -> np.ndarray:
     """``(2, m)`` the junction conductances G_P (``parallel``) or G_AP of both cells of the pairs:
-    their ceiling or floor, except for stuck cells (their own fabrication values)."""
-    g = np.array(cells[:, 2:4].T if parallel else cells[:, 0:2].T)
-    stuck = np.nonzero(cells[:, 0:2].T == cells[:, 2:4].T)
+    their ceiling or floor (``bounds`` of their records), except for stuck cells (their own
+    fabrication values)."""
+    g = np.array(bounds[:, 2:4].T if parallel else bounds[:, 0:2].T, dtype=np.float64)
+    stuck = np.nonzero(bounds[:, 0:2].T == bounds[:, 2:4].T)
     if stuck[0].size:
         g[stuck] = (xb.g_p if parallel else xb.g_ap).reshape(2, -1)[stuck[0], idx[stuck[1]]]
     return g
 
 
-def _cell_trains(xb: CrossbarArray, idx: np.ndarray, cells: np.ndarray, moves: np.ndarray, noise: NoiseStreams,
+def _cell_trains(xb: CrossbarArray, idx: np.ndarray, bounds: np.ndarray, moves: np.ndarray, noise: NoiseStreams,
                  i_nom: np.ndarray, inv_rate: np.ndarray, ap_boost: float,
                  c: CrossbarConfig) -> tuple[np.ndarray, np.ndarray, float, int]:
     """Pulses and failed junctions per cell ``(2, m)`` for any junction moves, the write energy [J]
@@ -241,11 +242,11 @@ def _cell_trains(xb: CrossbarArray, idx: np.ndarray, cells: np.ndarray, moves: n
     owner = np.repeat(np.arange(2 * m), np.abs(moves).astype(np.int64))  # one entry per junction to switch
     up = moves > 0
     rate = _pick(up.astype(np.float64), inv_rate[1], inv_rate[0])
-    stuck = (cells[:, 0:2] == cells[:, 2:4]).ravel()[owner]  # a stuck cell never confirms
+    stuck = (bounds[:, 0:2] == bounds[:, 2:4]).ravel()[owner]  # a stuck cell never confirms
     tries, failed = _pulse_trains(noise, rate[owner], float(c.write_attempts_max), np.flatnonzero(stuck))
     attempts = np.bincount(owner, weights=tries, minlength=2 * m)
     failed_cells = np.bincount(owner, weights=failed, minlength=2 * m)
-    g_p, g_ap = _junction_g(xb, idx, cells, True).T.ravel(), _junction_g(xb, idx, cells, False).T.ravel()
+    g_p, g_ap = _junction_g(xb, idx, bounds, True).T.ravel(), _junction_g(xb, idx, bounds, False).T.ravel()
     per_ohm = attempts / np.where(up, g_ap, g_p)
     to_p = float(per_ohm @ up)
     e_write = c.t_pulse_s * junctions_per_cell(c) * (i_nom[1] ** 2 / ap_boost * to_p

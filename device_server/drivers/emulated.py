@@ -214,6 +214,11 @@ class EmulatedCrossbar(ModelBacked, Driver):
         states, nudged, report = self.model.relax_nudged(x, beta, target, steps, init, nudges, layers)
         return OpResult({"states": states, "nudged": nudged}, report)
 
+    def idle(self) -> None:
+        """Draw ahead the noise the next calls will use (:meth:`CrossbarNetwork.idle`): about a
+        millisecond, and no answer changes whether it ran or not."""
+        self.model.idle()
+
     def program_cells(self, cells: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> OpResult:
         self._check_weights("cells", {name: value for name, (_, value) in cells.items()}, shapes=False)
         shapes = self.model.weight_shapes()
