@@ -661,7 +661,7 @@ class CrossbarNetwork:
         to its grid target, only pairs whose grid target changed rewritten), without passing over
         the cells that were not named: a training step moves a fraction of the cells across a level.
         """
-        writes = []
+        parts: dict[int, dict[str, tuple]] = {}
         for name, (index, value) in cells.items():
             k = self.layer_of(name)
             xb = self._xbars[k]
@@ -673,8 +673,15 @@ class CrossbarNetwork:
             if not keep.all():
                 keep = np.flatnonzero(keep)
                 index, pair, q, records = index.take(keep), pair.take(keep), q.take(keep), records.take(keep, axis=0)
-            # where the pairs sit in the read matrices: the weights' own flat index, or the bias rows
-            writes.append((k, pair, q, records, (index, None) if name[0] == "W" else (None, index)))
+            parts.setdefault(k, {})[name[0]] = (pair, q, records, index)
+        # one write per crossbar, its weights then its biases (one pass of the write's fixed costs);
+        # where the pairs sit in the read matrices: the weights' own flat index, the biases' rows
+        writes = []
+        for k, by_kind in sorted(parts.items()):
+            pieces = [by_kind[kind] for kind in "Wb" if kind in by_kind]
+            joined = pieces[0][:3] if len(pieces) == 1 else [np.concatenate([p[j] for p in pieces]) for j in range(3)]
+            writes.append((k, *joined, (by_kind["W"][3] if "W" in by_kind else None,
+                                        by_kind["b"][3] if "b" in by_kind else None)))
         return self._write_all(writes, names=list(cells))
 
     def _changed(self, new_targets: Mapping[int, np.ndarray]) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray,

@@ -179,7 +179,9 @@ class CrossbarArray:
         self.w = w
         if self.split is None:
             self.read = w[None]  # without the nonlinearity the read matrix is W itself
-        self._w_refs = sys.getrefcount(self.w)  # references when nobody holds a lent view
+        # references to w when nobody holds a lent view: this attribute, getrefcount's own argument,
+        # and the read matrix viewing it (nonlinearity off)
+        self._w_refs = 2 if self.split is not None else 3
 
     def weights(self) -> np.ndarray:
         """The effective weights ``(n_out, n_in)``, read-only, that later writes leave as they are.
@@ -204,9 +206,9 @@ class CrossbarArray:
         sums there only (a training step rewrites a fraction of a large array).
 
         The read entries are computed from the records' coefficients, as :meth:`refresh` does for all
-        pairs: both paths give the same bits. ``w_idx`` (all pairs in weight columns: their flat index
-        in the ``(n_out, n_in)`` weights) or ``b_idx`` (all in the bias column: their rows), when the
-        caller knows them.
+        pairs: both paths give the same bits. When the caller knows where the pairs sit: the first
+        ``len(w_idx)`` are weights (``w_idx``: their flat index in the ``(n_out, n_in)`` matrices)
+        and the rest biases (``b_idx``: their rows); with neither, the pairs may be anywhere.
         """
         f = self._f
         delta = g_new[0] + g_new[1]
@@ -216,33 +218,35 @@ class CrossbarArray:
         ap = self.fabrication(records)
         w, read_p, read_g = read_entries(g_new, (ap[:, 4], ap[:, 5]), (ap[:, 6], ap[:, 7]), self.g_unit_s, self.split)
         n1 = self.n_in + 1
-        if w_idx is not None:
-            rows = w_idx // self.n_in
-            cols = w_idx - rows * self.n_in
-        elif b_idx is not None:
-            rows, cols = b_idx, np.full(idx.size, self.n_in)
-        else:
+        if w_idx is None and b_idx is None:  # pairs anywhere: find the bias column among them
             rows = idx // n1
             cols = idx - rows * n1
-        self.sums[0][:] += np.bincount(cols, weights=delta, minlength=n1)
-        bias = cols == self.n_in
-        if b_idx is not None or (w_idx is None and bias.any()):
-            self.b[rows[bias]] = w[bias]
-            keep = np.flatnonzero(~bias)
-            rows, cols, delta, w = rows.take(keep), cols.take(keep), delta.take(keep), w.take(keep)
+            in_w = np.flatnonzero(cols < self.n_in)
+            in_b = np.flatnonzero(cols == self.n_in)
+            w_idx = rows.take(in_w) * self.n_in + cols.take(in_w)
+            b_idx = rows.take(in_b)
+            order = np.concatenate([in_w, in_b])  # the weights first, then the biases
+            delta, w = delta.take(order), w.take(order)
             if read_p is not None:
-                read_p, read_g = read_p.take(keep), read_g.take(keep)
-            w_idx = rows * self.n_in + cols
-        elif w_idx is None:
-            w_idx = rows * self.n_in + cols
-        self.sums[1][:] += np.bincount(rows, weights=delta, minlength=self.n_out)
-        if not w_idx.size:
+                read_p, read_g = read_p.take(in_w), read_g.take(in_w)
+        else:
+            w_idx = np.empty(0, np.int64) if w_idx is None else w_idx
+            b_idx = np.empty(0, np.int64) if b_idx is None else b_idx
+        n_w = w_idx.size
+        w_rows = w_idx // self.n_in
+        # the conductance sums: per column over all rows (bias column n_in included), per row over the weights
+        self.sums[0][:] += np.bincount(w_idx - w_rows * self.n_in, weights=delta[:n_w], minlength=n1)
+        self.sums[0][self.n_in] += float(delta[n_w:].sum())
+        self.sums[1][:] += np.bincount(w_rows, weights=delta[:n_w], minlength=self.n_out)
+        if b_idx.size:
+            self.b[b_idx] = w[n_w:]
+        if not n_w:
             return
         self._own_w()
-        self.w.reshape(-1)[w_idx] = w
+        self.w.reshape(-1)[w_idx] = w[:n_w]
         if read_p is not None:
-            self.read[0].reshape(-1)[w_idx] = read_p
-            self.read[1].reshape(-1)[w_idx] = read_g
+            self.read[0].reshape(-1)[w_idx] = read_p[:n_w]
+            self.read[1].reshape(-1)[w_idx] = read_g[:n_w]
 
     def write_records(self, idx: np.ndarray, g_new: tuple[np.ndarray, np.ndarray], target: np.ndarray) -> None:
         """Put the programmed part of the pairs' records: conductances and grid targets (the lines

@@ -7,6 +7,12 @@ in about as much time as a float64 one; the Box–Muller transform (Box & Muller
 (independent standard normals for independent uniforms ``u₁ ∈ (0, 1]``, ``u₂ ∈ [0, 1)``), runs on
 vectorised transcendental functions in half the time. With 24-bit uniforms the tails end at
 ``√(2·24·ln 2) ≈ 5.8σ`` (a 1-in-10⁸ event): immaterial for read noise.
+
+Draws made ahead (:class:`NoisePool`, :class:`NoiseStreams`): each purpose of a device's noise
+(read noise, programming error, write attempts, …) has a generator of its own, spawned from the
+device seed, that draws in fixed-size blocks. The values a call gets then depend only on the seed
+and on how many values of that purpose were used before — not on when they were drawn — so a
+device may draw them while it is idle between calls, and a call finds them ready.
 """
 
 from __future__ import annotations
