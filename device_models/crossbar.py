@@ -132,7 +132,8 @@ class CrossbarNetwork:
             "rounding": (lambda rng, n: rng.random(n), NOISE_BLOCK),
         })
         self._xbars = [
-            self._fabricate(self.sizes[k + 1], self.sizes[k], self.w_max[k], fab_rng) for k in range(self.n_crossbars)
+            self._fabricate(self.sizes[k + 1], self.sizes[k], self.w_max[k], fab_rng, k == 0)
+            for k in range(self.n_crossbars)
         ]
         self._names = {name: int(name[1:]) for name in weight_names(self.n_crossbars)}
         #: (x, W₀x + b₀, read energy of x per update) of the last relax
@@ -149,7 +150,7 @@ class CrossbarNetwork:
         self.noise.top_up(IDLE_BUDGET_S)
 
     # ------------------------------------------------------------------ fabrication
-    def _fabricate(self, n_out: int, n_in: int, w_max: float, rng: np.random.Generator) -> CrossbarArray:
+    def _fabricate(self, n_out: int, n_in: int, w_max: float, rng: np.random.Generator, first: bool) -> CrossbarArray:
         c = self.config
         shape = (2, n_out, n_in + 1)
         r_p = c.r_p_ohm * np.maximum(1.0 + c.r_p_dtod * rng.standard_normal(shape), 0.1)
@@ -167,6 +168,7 @@ class CrossbarNetwork:
         ceil = np.where(stuck == FREE, g_p, stuck_value)
         g_range = self._calibrated_range_s(g_p, g_ap, stuck)
         return CrossbarArray(
+            input_major=first,  # crossbar 0 is read forward only (the inputs are clamped)
             n_out=n_out,
             n_in=n_in,
             w_max=w_max,
@@ -216,9 +218,10 @@ class CrossbarNetwork:
         to write the result.
         """
         xb = self._xbars[k]
-        h = np.matmul(v, xb.read[0].T, out=out)
-        if xb.split is not None:
-            h += (self._rational(v) if g is None else g) @ xb.read[1].T
+        linear, rational = xb.forward_matrices()
+        h = np.matmul(v, linear, out=out)
+        if rational is not None:
+            h += (self._rational(v) if g is None else g) @ rational
         h += xb.b
         return h
 
@@ -228,9 +231,9 @@ class CrossbarNetwork:
         ``[v, g̃(v)]`` with the stacked read matrices)."""
         xb = self._xbars[k]
         if xb.split is None:
-            return np.matmul(v, xb.read[0], out=out)
+            return np.matmul(v, xb.backward_matrix(), out=out)
         g = self._rational(v) if g is None else g
-        return np.matmul(np.concatenate([v, g], axis=1), xb.read.reshape(2 * xb.n_out, xb.n_in), out=out)
+        return np.matmul(np.concatenate([v, g], axis=1), xb.backward_matrix(), out=out)
 
     def _read_energy_j(self, k: int, v: np.ndarray, transposed: bool) -> float:
         """``Σ V²·G·t_read`` of one read of crossbar ``k`` for every sample of ``v``."""
@@ -426,8 +429,8 @@ class CrossbarNetwork:
         # the transposed read of crossbar k+1 takes [s, g̃] of layer k+1 (one product, stacked matrices)
         cats = [None] + [np.empty((rows, 2 * self.sizes[k + 1]), dtype) if den is not None else None
                          for k in range(1, n)]
-        back = [None] + [xb.read.reshape(-1, xb.n_in) for xb in xbs[1:]]
-        fwd = [(xb.read[0].T, xb.read[1].T if xb.split is not None else None, xb.b) for xb in xbs]
+        back = [None] + [xb.backward_matrix() for xb in xbs[1:]]
+        fwd = [(*xb.forward_matrices(), xb.b) for xb in xbs]
         nudging = y is not None and any(b != 0.0 for b in betas)
         if nudging:
             beta_rows = np.repeat(np.asarray(betas, dtype=dtype), share)[:, None]
@@ -539,11 +542,10 @@ class CrossbarNetwork:
             return cached[1], cached[2]
         xb = self._xbars[0]
         used = np.flatnonzero(np.any(x, axis=0))
-        if used.size < (1.0 - SPARSE_INPUT_FRACTION) * xb.n_in:
+        if xb.input_major and xb.split is not None and used.size < (1.0 - SPARSE_INPUT_FRACTION) * xb.n_in:
+            # the rows of the inputs in use of both read matrices, and [v, g̃(v)]: one product
             v = x[:, used]
-            drive = v @ xb.read[0].take(used, axis=1).T
-            if xb.split is not None:
-                drive += self._rational(v) @ xb.read[1].take(used, axis=1).T
+            drive = np.concatenate([v, self._rational(v)], axis=1) @ xb.read.take(used, axis=1).reshape(-1, xb.n_out)
             drive += xb.b
         else:
             drive = self._read_forward(0, x)

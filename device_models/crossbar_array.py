@@ -102,11 +102,15 @@ class CrossbarArray:
     ceil: np.ndarray  # (2, …) highest reachable conductance (G_P, or the stuck value)
     split: tuple[float, float, float, float] | None  # mtj.ap_bias_split constants (None: bias nonlinearity off)
     dtype: np.dtype
+    #: keep the two read matrices input-major, ``(2, n_in, n_out)``: for a crossbar only ever read
+    #: forward (the first: its inputs are clamped), whose reads take the rows of the inputs in use
+    input_major: bool = False
     #: (n_out·(n_in+1), R) float64: one record per pair, row-major (:func:`record_layout`)
     records: np.ndarray = field(init=False)
     w: np.ndarray = field(init=False)  # (n_out, n_in) effective weight at the read bias, emulation dtype
     b: np.ndarray = field(init=False)  # (n_out,) effective bias
-    #: (2, n_out, n_in): [W + L·B, −(C/a)·B] (bias nonlinearity on) or (1, n_out, n_in): [W] (off)
+    #: (2, n_out, n_in): [W + L·B, −(C/a)·B] (bias nonlinearity on; (2, n_in, n_out), transposed,
+    #: when :attr:`input_major`) or (1, n_out, n_in): [W] (off)
     read: np.ndarray = field(init=False)
     #: Σ over rows of G⁺ + G⁻ per column (n_in+1,) and over the weight columns per row (n_out,) [S]
     sums: tuple[np.ndarray, np.ndarray] = field(init=False)
@@ -168,9 +172,14 @@ class CrossbarArray:
                                          (coefficients[2], coefficients[3]), self.g_unit_s, self.split)
         self.b = np.ascontiguousarray(w[:, self.n_in], dtype=self.dtype)
         if read_p is not None:
-            self.read = np.empty((2, self.n_out, self.n_in), dtype=self.dtype)
-            self.read[0] = read_p[:, : self.n_in]
-            self.read[1] = read_g[:, : self.n_in]
+            if self.input_major:
+                self.read = np.empty((2, self.n_in, self.n_out), dtype=self.dtype)
+                self.read[0] = read_p[:, : self.n_in].T
+                self.read[1] = read_g[:, : self.n_in].T
+            else:
+                self.read = np.empty((2, self.n_out, self.n_in), dtype=self.dtype)
+                self.read[0] = read_p[:, : self.n_in]
+                self.read[1] = read_g[:, : self.n_in]
         self._set_w(np.ascontiguousarray(w[:, : self.n_in], dtype=self.dtype))
         total = g[0] + g[1]
         self.sums = (total.sum(axis=0), total[:, : self.n_in].sum(axis=1))
@@ -245,8 +254,25 @@ class CrossbarArray:
         self._own_w()
         self.w.reshape(-1)[w_idx] = w[:n_w]
         if read_p is not None:
-            self.read[0].reshape(-1)[w_idx] = read_p[:n_w]
-            self.read[1].reshape(-1)[w_idx] = read_g[:n_w]
+            at = (w_idx - w_rows * self.n_in) * self.n_out + w_rows if self.input_major else w_idx
+            self.read[0].reshape(-1)[at] = read_p[:n_w]
+            self.read[1].reshape(-1)[at] = read_g[:n_w]
+
+    def forward_matrices(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The read matrices as right operands of a forward read ``v @ M`` (``(n_in, n_out)`` each);
+        the second is None when the bias nonlinearity is off."""
+        if self.split is None:
+            return self.read[0].T, None
+        if self.input_major:
+            return self.read[0], self.read[1]
+        return self.read[0].T, self.read[1].T
+
+    def backward_matrix(self) -> np.ndarray:
+        """The read matrices stacked as the right operand of a transposed read ``[v, g̃(v)] @ M``
+        (``(2·n_out, n_in)``; ``(n_out, n_in)`` without the nonlinearity)."""
+        if self.input_major and self.split is not None:
+            return np.ascontiguousarray(self.read.transpose(0, 2, 1)).reshape(2 * self.n_out, self.n_in)
+        return self.read.reshape(-1, self.n_in)
 
     def write_records(self, idx: np.ndarray, g_new: tuple[np.ndarray, np.ndarray], target: np.ndarray) -> None:
         """Put the programmed part of the pairs' records: conductances and grid targets (the lines
