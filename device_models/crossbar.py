@@ -64,8 +64,6 @@ FREE, STUCK_P, STUCK_AP = 0, 1, 2
 
 #: Values per block of each noise pool (a few blocks per EP step of a 784-512-10 network).
 NOISE_BLOCK = 1 << 16
-#: Work one :meth:`CrossbarNetwork.idle` call may do [s] (a request arriving meanwhile waits for it).
-IDLE_BUDGET_S = 1e-3
 #: Above this fraction of input columns that are zero in the whole batch, the input drive skips them.
 SPARSE_INPUT_FRACTION = 0.125
 
@@ -122,9 +120,9 @@ class CrossbarNetwork:
         self.dtype = np.dtype(config.dtype)
         fab_rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(0,)))
         dtype = self.dtype
-        # the cycle-to-cycle draws: one pool per purpose, each on a child of the operations' seed (1,)
         #: per write direction (P → AP, AP → P): nominal current [A], 1/λ per pulse; AP bias factor
         self._pulses = pulse_physics(config)
+        # the cycle-to-cycle draws: one pool per purpose, each on a child of the operations' seed (1,)
         self.noise = NoiseStreams(self.seed, (1,), {
             "read": (lambda rng, n: standard_normal(rng, n, dtype), NOISE_BLOCK),
             "program": (lambda rng, n: standard_normal(rng, n, np.float32), NOISE_BLOCK),
@@ -142,12 +140,13 @@ class CrossbarNetwork:
         #: g̃(v) = v/(v² + D/a) of the folded bias nonlinearity (crossbar_array), None when it is off
         self._bias_den = None if split is None else self.dtype.type(split[2] / split[3])
 
-    def idle(self) -> None:
-        """Draw ahead the noise the next calls will use (bounded by :data:`IDLE_BUDGET_S`).
+    def idle(self, max_blocks: int = 1) -> bool:
+        """Draw ahead up to ``max_blocks`` blocks (:data:`NOISE_BLOCK` values each, 0.1–0.3 ms) of the
+        noise the next calls will use; False when every pool already holds what one call used.
 
         Changes no answer: each pool hands out the same values whether they were drawn now or on demand.
         """
-        self.noise.top_up(IDLE_BUDGET_S)
+        return self.noise.top_up(max_blocks) > 0
 
     # ------------------------------------------------------------------ fabrication
     def _fabricate(self, n_out: int, n_in: int, w_max: float, rng: np.random.Generator, first: bool) -> CrossbarArray:
@@ -567,12 +566,11 @@ class CrossbarNetwork:
         return self._weights(), report
 
     def _weights(self, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """The effective weights and biases (what a weight read measures), all or ``names``: arrays
-        later writes leave as they are (the weights lent read-only, :meth:`CrossbarArray.weights`)."""
+        """Copies of the effective weights and biases (what a weight read measures), all or ``names``."""
         out: dict[str, np.ndarray] = {}
         for name in weight_names(self.n_crossbars) if names is None else names:
             xb = self._xbars[self.layer_of(name)]
-            out[name] = xb.weights() if name[0] == "W" else xb.b.copy()
+            out[name] = (xb.w if name[0] == "W" else xb.b).copy()
         return out
 
     def targets(self) -> dict[str, np.ndarray]:

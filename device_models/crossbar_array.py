@@ -21,7 +21,6 @@ the change of the pairs it wrote.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -114,7 +113,6 @@ class CrossbarArray:
     read: np.ndarray = field(init=False)
     #: Σ over rows of G⁺ + G⁻ per column (n_in+1,) and over the weight columns per row (n_out,) [S]
     sums: tuple[np.ndarray, np.ndarray] = field(init=False)
-    _w_refs: int = field(init=False, default=0)
     _f: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
@@ -188,25 +186,6 @@ class CrossbarArray:
         self.w = w
         if self.split is None:
             self.read = w[None]  # without the nonlinearity the read matrix is W itself
-        # references to w when nobody holds a lent view: this attribute, getrefcount's own argument,
-        # and the read matrix viewing it (nonlinearity off)
-        self._w_refs = 2 if self.split is not None else 3
-
-    def weights(self) -> np.ndarray:
-        """The effective weights ``(n_out, n_in)``, read-only, that later writes leave as they are.
-
-        No copy is made: the array is lent, and a write that finds a lent view still held elsewhere
-        moves to a copy first (every view of an array holds a reference to it). An answer that drops
-        the achieved weights unsent costs nothing.
-        """
-        view = self.w.view()
-        view.flags.writeable = False
-        return view
-
-    def _own_w(self) -> None:
-        """Before writing into :attr:`w`: move to a copy if a lent view of it may still be alive."""
-        if sys.getrefcount(self.w) > self._w_refs:
-            self._set_w(self.w.copy())
 
     def store(self, idx: np.ndarray, records: np.ndarray, g_new: tuple[np.ndarray, np.ndarray], target: np.ndarray,
               w_idx: np.ndarray | None = None, b_idx: np.ndarray | None = None) -> None:
@@ -251,7 +230,6 @@ class CrossbarArray:
             self.b[b_idx] = w[n_w:]
         if not n_w:
             return
-        self._own_w()
         self.w.reshape(-1)[w_idx] = w[:n_w]
         if read_p is not None:
             at = (w_idx - w_rows * self.n_in) * self.n_out + w_rows if self.input_major else w_idx

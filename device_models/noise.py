@@ -17,7 +17,6 @@ device may draw them while it is idle between calls, and a call finds them ready
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -127,17 +126,13 @@ class NoiseStreams:
     def take(self, name: str, n: int) -> np.ndarray:
         return self.pools[name].take(n)
 
-    def top_up(self, budget_s: float, max_blocks: int = 4) -> None:
-        """Draw ahead, pool by pool, until each holds its reserve or ``budget_s`` [s] is spent.
-
-        The budget is checked between pools (each draws at most ``max_blocks`` blocks at a time),
-        so one call does bounded work; what is not drawn now is drawn by the next call or on demand.
-        """
-        start = time.perf_counter()
-        busy = True
-        while busy:
-            busy = False
-            for pool in self.pools.values():
-                if time.perf_counter() - start >= budget_s:
-                    return
-                busy |= pool.top_up(max_blocks) > 0
+    def top_up(self, max_blocks: int) -> int:
+        """Draw ahead up to ``max_blocks`` blocks in all, the next pool still short of its reserve
+        first; returns the blocks drawn (0: every pool holds its reserve). A caller with a time
+        budget calls it a block at a time until the budget is spent or it returns 0."""
+        drawn = 0
+        for pool in self.pools.values():
+            if drawn >= max_blocks:
+                break
+            drawn += pool.top_up(max_blocks - drawn)
+        return drawn

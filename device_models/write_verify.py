@@ -65,7 +65,7 @@ def pulse_physics(c: CrossbarConfig) -> tuple[np.ndarray, np.ndarray, float]:
     p_sw = mtj.switching_probability(c.t_pulse_s, mtj.dwell_time_s(i_nom, np.array([c.i_c0_p2ap_a, c.i_c0_ap2p_a]),
                                                                    c.delta, c.tau0_s))
     with np.errstate(divide="ignore"):
-        inv_rate = -1.0 / np.log1p(-p_sw)  # 0 when P_sw = 1 (one pulse), inf when P_sw = 0
+        inv_rate = -1.0 / np.log1p(-p_sw)  # 0 when P_sw = 1 (one pulse); finite: P_sw > 0 for every setting in range
     return i_nom, inv_rate, float(mtj.ap_bias_factor(np.array(c.v_write_v), c.v_read_v, c.tmr0, c.v_h_v))
 
 
@@ -112,8 +112,8 @@ def write_pairs(xb: CrossbarArray, idx: np.ndarray, w: np.ndarray, records: np.n
                 w_idx: np.ndarray | None = None, b_idx: np.ndarray | None = None) -> WriteOutcome:
     """Write-and-verify the pairs at flat indices ``idx`` of ``xb`` to grid weights ``w``.
 
-    ``records``: those pairs' records (:func:`device_models.crossbar_array.record_dtype`) as they are
-    before the write (its previous targets, its bounds); ``pulses`` is :func:`pulse_physics` of ``c``.
+    ``records``: those pairs' records (:func:`device_models.crossbar_array.record_layout`) as they
+    are before the write (their previous targets, their bounds); ``pulses`` is :func:`pulse_physics` of ``c``.
     Updates ``xb`` (conductances, targets, read matrices; ``w_idx``/``b_idx`` as
     :meth:`CrossbarArray.store` takes them). Draws ``idx.size`` programming errors (pool
     ``"program"``) and one exponential per junction switch (pool ``"attempts"``).
