@@ -14,8 +14,9 @@ P/AP parts at the read bias (in weight units) and ``W = A + B``,
     h = W x + B [x ∘ (s(x) − 1)],   s(x) = G_AP(x·V_read) / G_AP(V_read),
 
 two matrix products instead of one per cell and sample (see :func:`mtj.ap_bias_factor`), kept as
-``(W + L·B) x − C·B g(x)`` with ``g(x) = x/(D + a x²)`` (:func:`mtj.ap_bias_split`): the two read
-matrices follow every write, and a read evaluates only ``g``.
+``(W + L·B) x − (C/a)·B g̃(x)`` with ``g̃(x) = x/(x² + D/a)`` (:func:`mtj.ap_bias_split`,
+:mod:`device_models.crossbar_array`): the two read matrices follow every write, and a read
+evaluates only ``g̃``.
 
 Neurons are STNOs at their steady state, ``ρ(h) = p₀(ζ(h))/p₀(ζ_max)``
 (:mod:`device_models.stno`). ``relax`` iterates the synchronous dynamics of the prototypical
@@ -25,17 +26,18 @@ EP setting (Laborieux et al., Front. Neurosci. 15:633674 (2021))
 
 with the input drive ``W_0 x + b_0`` computed once per batch: the free and nudged phases of an
 EP step send the same ``x``, and the drive is kept until crossbar 0 is rewritten (an emulation
-shortcut: the chip's energy still counts a read of crossbar 0 at every update).
+shortcut: the chip's energy still counts a read of crossbar 0 at every update). Nudged phases of
+the same length run as one stacked batch, each phase's rows with its own β (the element-wise work
+of all phases in one NumPy call; each phase's matrix products on its own rows, so a phase gives
+the same bits as when run alone).
 
-Programming is write-and-verify of binary MTJs: a cell of ``levels`` states is ``levels − 1``
-junctions in parallel; the lower cell of the pair sits at its floor (reset state), the other is
-set to ``floor + |w|·G_unit``. Each junction that must change state gets pulses until its verify
-read confirms it or the attempt limit is spent; the attempts are geometric with the switching
-probability ``P_sw = 1 − exp(−t_p/τ)``, ``τ = τ₀ exp[Δ(1 − I/I_c0)]`` of the write current
-(current-controlled pulses; :mod:`device_models.mtj`). The switched cell lands with the cycle-to-cycle error
-``prog_std`` × the conductance range. A target outside the cell's own range (device-to-device
-spread, stuck cells) or a junction that never switched is reported as a failure. Only pairs
+Programming is write-and-verify of binary MTJs (:mod:`device_models.write_verify`); only pairs
 whose grid target changed are rewritten.
+
+Noise (read noise, programming error, write attempts, stochastic rounding of ``update``) comes
+from per-purpose pools (:class:`device_models.noise.NoiseStreams`) spawned from the device seed:
+a call's draws depend only on the seed and on how many were used before, so :meth:`CrossbarNetwork.idle`
+may draw them ahead between calls without changing any answer.
 
 Every operation reports the chip's own time and energy from its physics (DESIGN.md §2): reads
 ``Σ V²·G·t_read``, neurons ``Σ R·I²·t``, writes ``V·I·t_pulse`` per pulse; and the bench's
@@ -45,23 +47,25 @@ Every operation reports the chip's own time and energy from its physics (DESIGN.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from device_models import mtj, stno
-from device_models.noise import standard_normal
 from device_models.config import CrossbarConfig
+from device_models.crossbar_array import CrossbarArray
+from device_models.noise import NoiseStreams, exponential, standard_normal
+from device_models.write_verify import WriteOutcome, junctions_per_cell, pulse_physics, write_pairs
 
-MODEL_VERSION = "crossbar-1.1"
-
-#: Above this fraction of pairs rewritten in one write, the read matrices are recomputed whole
-#: (a few passes) rather than patched cell by cell (gathers and scatters of every changed cell).
-DENSE_WRITE_FRACTION = 0.25
+MODEL_VERSION = "crossbar-1.2"
 
 #: Codes of a cell's fabrication state.
 FREE, STUCK_P, STUCK_AP = 0, 1, 2
+
+#: Values per block of each noise pool (a few blocks per EP step of a 784-512-10 network).
+NOISE_BLOCK = 1 << 16
+#: Above this fraction of input columns that are zero in the whole batch, the input drive skips them.
+SPARSE_INPUT_FRACTION = 0.125
 
 
 def default_w_max(fan_in: int) -> float:
@@ -75,126 +79,6 @@ def default_w_max(fan_in: int) -> float:
 def weight_names(n_crossbars: int) -> list[str]:
     """Names of the programmable arrays: ``W0, b0, W1, b1, …``."""
     return [f"{p}{k}" for k in range(n_crossbars) for p in ("W", "b")]
-
-
-def ap_share_s(g_p: np.ndarray, g_ap: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """Antiparallel share [S] of cells at conductance ``g`` between their ``g_ap`` and ``g_p``.
-
-    A multi-level cell at fraction ``f`` of its range is ``f`` parallel and ``1 − f`` antiparallel;
-    only the latter depends on the bias through ``TMR(V)``.
-    """
-    span = g_p - g_ap
-    return np.divide(g_p - g, span, out=np.zeros_like(span), where=span > 0) * g_ap
-
-
-@dataclass
-class _Crossbar:
-    """State of one crossbar: per-cell fabrication draws and the programmed conductances [S]."""
-
-    n_out: int
-    n_in: int
-    w_max: float
-    g_unit_s: float  # conductance difference [S] worth a weight of 1
-    g_range_s: float  # calibrated conductance range [S] of a pair, worth w_max
-    g_p: np.ndarray  # (2, n_out, n_in+1) parallel conductance of + and − cells
-    g_ap: np.ndarray  # (2, n_out, n_in+1) antiparallel conductance at the read bias
-    floor: np.ndarray  # (2, …) lowest reachable conductance (G_AP, or the stuck value)
-    ceil: np.ndarray  # (2, …) highest reachable conductance (G_P, or the stuck value)
-    g: np.ndarray  # (2, …) achieved conductances
-    target: np.ndarray  # (n_out, n_in+1) grid target of each pair (NaN: never written)
-    w: np.ndarray  # (n_out, n_in) effective weight at the read bias, emulation dtype
-    b: np.ndarray  # (n_out,) effective bias
-    w_ap: np.ndarray | None  # (n_out, n_in) AP part of w, for the bias nonlinearity
-    read: np.ndarray  # (2, n_out, n_in) what a read multiplies: [W + L·B, −C·B] (bias on) or [W] (off)
-    col_g_sum: np.ndarray  # (n_in+1,) Σ over rows of G⁺+G⁻: forward-read power per V²
-    row_g_sum: np.ndarray  # (n_out,) Σ over columns of G⁺+G⁻ (weights only): transposed read
-    split: tuple[float, float, float, float] | None  # mtj.ap_bias_split constants (None: bias nonlinearity off)
-
-    def set_read(self, split: tuple[float, float, float, float] | None) -> None:
-        """Rebuild the read matrices from ``w`` and ``w_ap`` (:func:`mtj.ap_bias_split` constants)."""
-        if split is None:
-            self.read = self.w[None]
-            return
-        linear, c = split[0], split[1]
-        read = np.empty((2, *self.w.shape), dtype=self.w.dtype)
-        np.multiply(self.w_ap, linear, out=read[0])
-        read[0] += self.w
-        np.multiply(self.w_ap, -c, out=read[1])
-        self.read = read
-
-    def refresh(self, dtype: np.dtype, nonlinear: bool) -> np.ndarray:
-        """Recompute the derived read matrices from the conductances (all cells at once: cheaper
-        than :meth:`set_cells` when most cells changed). Returns the antiparallel share [S] of
-        every cell, shape ``(2, n_out·(n_in+1))``."""
-        full = (self.g[0] - self.g[1]) / self.g_unit_s
-        self.w = np.ascontiguousarray(full[:, : self.n_in], dtype=dtype)
-        self.b = np.ascontiguousarray(full[:, self.n_in], dtype=dtype)
-        ap = ap_share_s(self.g_p, self.g_ap, self.g)
-        if nonlinear:
-            self.w_ap = np.ascontiguousarray((ap[0] - ap[1])[:, : self.n_in] / self.g_unit_s, dtype=dtype)
-        self.set_read(self.split)
-        total = self.g[0] + self.g[1]
-        self.col_g_sum = total.sum(axis=0)
-        self.row_g_sum = total[:, : self.n_in].sum(axis=1)
-        return ap.reshape(2, -1)
-
-    def set_cells(self, idx: np.ndarray, g_plus: np.ndarray, g_minus: np.ndarray) -> np.ndarray:
-        """Store new conductances of the pairs at flat indices ``idx`` and update the derived
-        matrices there only (a training step rewrites few cells of a large array).
-
-        Returns the antiparallel share [S] of the new cells, shape ``(2, idx.size)``.
-        """
-        n1 = self.n_in + 1
-        g_plus_flat, g_minus_flat = self.g.reshape(2, -1)  # views: put() writes through
-        old_total = g_plus_flat.take(idx) + g_minus_flat.take(idx)
-        g_plus_flat.put(idx, g_plus)
-        g_minus_flat.put(idx, g_minus)
-        rows, cols = np.divmod(idx, n1)
-        weight = (g_plus - g_minus) / self.g_unit_s
-        ap = ap_share_s(np.take(self.g_p.reshape(2, -1), idx, axis=1), np.take(self.g_ap.reshape(2, -1), idx, axis=1),
-                        np.stack([g_plus, g_minus]))
-        ap_weight = (ap[0] - ap[1]) / self.g_unit_s if self.w_ap is not None else None
-        in_w = cols < self.n_in
-        all_w = bool(in_w.all())
-        w_idx = idx - rows  # flat index in the (n_out, n_in) weight matrix: r·n_in + c
-        if not all_w:
-            self.b[rows[~in_w]] = weight[~in_w]
-            w_idx, weight = w_idx[in_w], weight[in_w]
-            ap_weight = None if ap_weight is None else ap_weight[in_w]
-        self.w.put(w_idx, weight)
-        if ap_weight is None:
-            self.read = self.w[None]
-        else:
-            self.w_ap.put(w_idx, ap_weight)
-            # the arithmetic of set_read, in the read dtype: a restore (refresh) gives the same bits
-            linear, c = self.split[0], self.split[1]
-            ap_cast = ap_weight.astype(self.w.dtype)
-            folded = np.multiply(ap_cast, linear)
-            folded += weight.astype(self.w.dtype)
-            self.read[0].put(w_idx, folded)
-            self.read[1].put(w_idx, np.multiply(ap_cast, -c))
-        delta = g_plus + g_minus - old_total
-        self.col_g_sum += np.bincount(cols, weights=delta, minlength=n1)
-        self.row_g_sum += np.bincount(rows if all_w else rows[in_w], weights=delta if all_w else delta[in_w],
-                                      minlength=self.n_out)
-        return ap
-
-
-@dataclass
-class _WriteOutcome:
-    """What write-and-verify of some pairs of one crossbar did: failures, pulses, energy."""
-
-    failed: np.ndarray  # flat pair indices reported failed
-    pulses: int  # write pulses (each with its verify read)
-    switches: int  # junction switches asked for
-    junction_failures: int  # junctions that did not switch within the attempt limit
-    most_attempts: int  # pulses of the pair that took the most
-    e_write_j: float
-    e_verify_j: float
-
-    @staticmethod
-    def nothing() -> "_WriteOutcome":
-        return _WriteOutcome(np.zeros(0, np.int64), 0, 0, 0, 0, 0.0, 0.0)
 
 
 class CrossbarNetwork:
@@ -234,23 +118,46 @@ class CrossbarNetwork:
         self.config = config
         self.seed = int(seed)
         self.dtype = np.dtype(config.dtype)
-        fab_seq, op_seq = np.random.SeedSequence(self.seed).spawn(2)
-        fab_rng = np.random.default_rng(fab_seq)
-        self._rng = np.random.default_rng(op_seq)
+        fab_rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(0,)))
+        dtype = self.dtype
+        #: per write direction (P → AP, AP → P): nominal current [A], 1/λ per pulse; AP bias factor
+        self._pulses = pulse_physics(config)
+        # the cycle-to-cycle draws: one pool per purpose, each on a child of the operations' seed (1,)
+        self.noise = NoiseStreams(self.seed, (1,), {
+            "read": (lambda rng, n: standard_normal(rng, n, dtype), NOISE_BLOCK),
+            "program": (lambda rng, n: standard_normal(rng, n, np.float32), NOISE_BLOCK),
+            "attempts": (exponential, NOISE_BLOCK),
+            "rounding": (lambda rng, n: rng.random(n), NOISE_BLOCK),
+        })
         self._xbars = [
-            self._fabricate(self.sizes[k + 1], self.sizes[k], self.w_max[k], fab_rng) for k in range(self.n_crossbars)
+            self._fabricate(self.sizes[k + 1], self.sizes[k], self.w_max[k], fab_rng, k == 0)
+            for k in range(self.n_crossbars)
         ]
         self._names = {name: int(name[1:]) for name in weight_names(self.n_crossbars)}
-        self._drive_cache: tuple[np.ndarray, np.ndarray] | None = None  # (x, W₀x + b₀) of the last relax
+        #: (x, W₀x + b₀, read energy of x per update) of the last relax
+        self._drive_cache: tuple[np.ndarray, np.ndarray, float] | None = None
+        split = self._xbars[0].split
+        #: g̃(v) = v/(v² + D/a) of the folded bias nonlinearity (crossbar_array), None when it is off
+        self._bias_den = None if split is None else self.dtype.type(split[2] / split[3])
+
+    def idle(self, max_blocks: int = 1) -> bool:
+        """Draw ahead up to ``max_blocks`` blocks (:data:`NOISE_BLOCK` values each, 0.1–0.3 ms) of the
+        noise the next calls will use; False when every pool already holds what one call used.
+
+        Changes no answer: each pool hands out the same values whether they were drawn now or on demand.
+        """
+        return self.noise.top_up(max_blocks) > 0
 
     # ------------------------------------------------------------------ fabrication
-    def _fabricate(self, n_out: int, n_in: int, w_max: float, rng: np.random.Generator) -> _Crossbar:
+    def _fabricate(self, n_out: int, n_in: int, w_max: float, rng: np.random.Generator, first: bool) -> CrossbarArray:
         c = self.config
         shape = (2, n_out, n_in + 1)
         r_p = c.r_p_ohm * np.maximum(1.0 + c.r_p_dtod * rng.standard_normal(shape), 0.1)
         tmr0 = c.tmr0 * np.maximum(1.0 + c.tmr_dtod * rng.standard_normal(shape), 0.0)
-        g_p = 1.0 / r_p
-        g_ap = mtj.g_ap_s(g_p, tmr0, c.v_read_v, c.v_h_v)
+        # conductances [S] as numbers of the emulation dtype (held in float64): the programmed ones
+        # are stored in it, and a value clipped to a cell's range stays within it when stored
+        g_p = (1.0 / r_p).astype(self.dtype).astype(np.float64)
+        g_ap = mtj.g_ap_s(g_p, tmr0, c.v_read_v, c.v_h_v).astype(self.dtype).astype(np.float64)
         stuck = np.full(shape, FREE, dtype=np.int8)
         if c.stuck_fraction > 0:
             is_stuck = rng.random(shape) < c.stuck_fraction
@@ -259,7 +166,8 @@ class CrossbarNetwork:
         floor = np.where(stuck == FREE, g_ap, stuck_value)
         ceil = np.where(stuck == FREE, g_p, stuck_value)
         g_range = self._calibrated_range_s(g_p, g_ap, stuck)
-        xb = _Crossbar(
+        return CrossbarArray(
+            input_major=first,  # crossbar 0 is read forward only (the inputs are clamped)
             n_out=n_out,
             n_in=n_in,
             w_max=w_max,
@@ -269,18 +177,9 @@ class CrossbarNetwork:
             g_ap=g_ap,
             floor=floor,
             ceil=ceil,
-            g=floor.copy(),  # fresh chip: every cell in its reset state
-            target=np.full((n_out, n_in + 1), np.nan),
-            w=np.empty(0),
-            b=np.empty(0),
-            w_ap=None,
-            col_g_sum=np.empty(0),
-            row_g_sum=np.empty(0),
-            read=np.empty(0),
             split=mtj.ap_bias_split(c.v_read_v, c.tmr0, c.v_h_v) if c.bias_nonlinearity else None,
+            dtype=self.dtype,
         )
-        xb.refresh(self.dtype, c.bias_nonlinearity)
-        return xb
 
     def _calibrated_range_s(self, g_p: np.ndarray, g_ap: np.ndarray, stuck: np.ndarray) -> float:
         """Conductance difference [S] worth ``w_max``: what all but 0.1 % of the free pairs can reach.
@@ -300,47 +199,50 @@ class CrossbarNetwork:
         return float(min(nominal, np.quantile(reach, 0.001)))
 
     # ------------------------------------------------------------------ reads
-    def _rational(self, v: np.ndarray) -> np.ndarray | None:
-        """``g(v)`` of the bias nonlinearity (:func:`mtj.ap_bias_split`); None when it is off.
-
-        Computed once per state and update, shared by the reads that state drives.
-        """
-        split = self._xbars[0].split
-        return None if split is None else mtj.ap_bias_rational(v, split[2], split[3])
+    def _rational(self, v: np.ndarray, out: np.ndarray | None = None) -> np.ndarray | None:
+        """``g̃(v) = v/(v² + D/a)`` of the bias nonlinearity (:mod:`device_models.crossbar_array`);
+        None when it is off. Computed once per state and update, shared by the reads it drives."""
+        if self._bias_den is None:
+            return None
+        den = np.square(v, out=out)
+        den += self._bias_den
+        return np.divide(v, den, out=den)
 
     def _read_forward(self, k: int, v: np.ndarray, g: np.ndarray | None = None,
                       out: np.ndarray | None = None) -> np.ndarray:
         """Column-to-row read of crossbar ``k``: ``W_k v + b_k`` (+ bias nonlinearity).
 
-        With the nonlinearity, ``(W + L·B) v − C·B g(v) + b`` (:func:`mtj.ap_bias_split`): the
-        same current as ``W v + B[v∘(s(v) − 1)] + b``, three fewer passes over ``v``.
-        ``g``: ``g(v)`` if the caller has it already; ``out``: where to write the result.
+        With the nonlinearity, ``(W + L·B) v − (C/a)·B g̃(v) + b``: the same current as
+        ``W v + B[v∘(s(v) − 1)] + b``. ``g``: ``g̃(v)`` if the caller has it already; ``out``: where
+        to write the result.
         """
         xb = self._xbars[k]
-        h = np.matmul(v, xb.read[0].T, out=out)
-        if xb.split is not None:
-            h += (self._rational(v) if g is None else g) @ xb.read[1].T
+        linear, rational = xb.forward_matrices()
+        h = np.matmul(v, linear, out=out)
+        if rational is not None:
+            h += (self._rational(v) if g is None else g) @ rational
         h += xb.b
         return h
 
     def _read_transposed(self, k: int, v: np.ndarray, g: np.ndarray | None = None,
                          out: np.ndarray | None = None) -> np.ndarray:
         """Row-to-column read of crossbar ``k``: ``W_kᵀ v`` (+ bias nonlinearity, one product of
-        ``[v, g(v)]`` with the stacked read matrices)."""
+        ``[v, g̃(v)]`` with the stacked read matrices)."""
         xb = self._xbars[k]
         if xb.split is None:
-            return np.matmul(v, xb.read[0], out=out)
+            return np.matmul(v, xb.backward_matrix(), out=out)
         g = self._rational(v) if g is None else g
-        return np.matmul(np.concatenate([v, g], axis=1), xb.read.reshape(2 * xb.n_out, xb.n_in), out=out)
+        return np.matmul(np.concatenate([v, g], axis=1), xb.backward_matrix(), out=out)
 
     def _read_energy_j(self, k: int, v: np.ndarray, transposed: bool) -> float:
         """``Σ V²·G·t_read`` of one read of crossbar ``k`` for every sample of ``v``."""
         c, xb = self.config, self._xbars[k]
         v2 = np.square(v, dtype=np.float64)
+        cols, rows = xb.g_sums()
         if transposed:
-            power = float(v2.sum(axis=0) @ xb.row_g_sum)
+            power = float(v2.sum(axis=0) @ rows)
         else:
-            power = float(v2.sum(axis=0) @ xb.col_g_sum[: xb.n_in] + v.shape[0] * xb.col_g_sum[xb.n_in])
+            power = float(v2.sum(axis=0) @ cols[: xb.n_in] + v.shape[0] * cols[xb.n_in])
         return power * c.v_read_v**2 * c.t_read_s
 
     def _activate(self, h: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -356,8 +258,7 @@ class CrossbarNetwork:
         std = self.config.read_std
         if std == 0:
             return s.copy()
-        noise = standard_normal(self._rng, s.shape, self.dtype)
-        noise *= std
+        noise = np.multiply(self.noise.take("read", s.size).reshape(s.shape), std, dtype=self.dtype)
         noise += s
         return noise
 
@@ -432,6 +333,10 @@ class CrossbarNetwork:
         measured states of every layer after each nudged phase, and one report: times and energy
         summed over the phases, the first phase's ``steps``/``residual``/``beta``, and per nudged
         phase its ``beta``, ``steps`` and ``residual`` under ``nudges``.
+
+        Nudged phases of the same length settle as one batch of stacked copies of the free state,
+        each copy with its own β (:meth:`_settle`): what each phase reports and measures is what it
+        would alone, bit for bit.
         """
         c = self.config
         x = np.asarray(x, dtype=self.dtype)
@@ -440,30 +345,36 @@ class CrossbarNetwork:
         if init is None:
             states = [np.zeros((batch, self.sizes[k + 1]), dtype=self.dtype) for k in range(n)]
         else:
-            states = [np.array(s, dtype=self.dtype) for s in init]
+            states = [np.asarray(s, dtype=self.dtype) for s in init]
         y = None if target is None else np.asarray(target, dtype=self.dtype)
-        drive = self._input_drive(x)
-        e_input = self._read_energy_j(0, x, transposed=False)  # one read of crossbar 0, per update
-        terms = {"read": 0.0, "neuron": 0.0}
-        phases = []
-        free = states
-        for j, (b, t) in enumerate([(beta, steps), *nudges]):
-            settled, e_read, e_neuron, residual = self._settle(drive, free, y, float(b), int(t))
-            terms["read"] += t * e_input + e_read
+        drive, e_input = self._input_drive(x)  # e_input: one read of crossbar 0 by the batch, per update
+        free, e_read, e_neuron, (residual,) = self._settle(drive, states, y, [float(beta)], int(steps))
+        terms = {"read": steps * e_input + e_read, "neuron": e_neuron}
+        phases: list[tuple[list[np.ndarray], dict] | None] = [None] * len(nudges)
+        by_length: dict[int, list[int]] = {}
+        for j, (_, t) in enumerate(nudges):
+            by_length.setdefault(int(t), []).append(j)
+        for t, group in by_length.items():
+            betas = [float(nudges[j][0]) for j in group]
+            copies = len(group)
+            stacked = (lambda a: a) if copies == 1 else (lambda a: np.concatenate([a] * copies))
+            settled, e_read, e_neuron, residuals = self._settle(
+                stacked(drive), [stacked(s) for s in free], None if y is None else stacked(y), betas, t)
+            terms["read"] += copies * t * e_input + e_read
             terms["neuron"] += e_neuron
-            phases.append((settled, {"beta": b, "steps": t, "residual": residual}))
-            if j == 0:
-                free = settled
+            for i, j in enumerate(group):
+                rows = slice(i * batch, (i + 1) * batch)
+                phases[j] = ([s[rows] for s in settled], {"beta": nudges[j][0], "steps": nudges[j][1],
+                                                          "residual": residuals[i]})
         keep = range(n) if layers is None else layers
         measured = [self._measure(free[k]) for k in keep]
-        nudged = [[self._measure(s) for s in settled] for settled, _ in phases[1:]]
+        nudged = [[self._measure(s) for s in settled] for settled, _ in phases]  # type: ignore[misc]
         updates = steps + sum(int(t) for _, t in nudges)
         device_time = batch * updates * (c.t_read_s + c.t_neuron_s)
-        first = phases[0][1]
-        extra: dict[str, Any] = {"steps": steps, "residual": first["residual"], "beta": beta}
+        extra: dict[str, Any] = {"steps": steps, "residual": residual, "beta": beta}
         if nudges:
-            extra["nudges"] = [info for _, info in phases[1:]]
-        report = self._report(device_time, batch * len(phases), terms, **extra)
+            extra["nudges"] = [info for _, info in phases]  # type: ignore[misc]
+        report = self._report(device_time, batch * (1 + len(nudges)), terms, **extra)
         return measured, nudged, report
 
     def _layer_buffer(self, batch: int) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -471,75 +382,6 @@ class CrossbarNetwork:
         (views): element-wise work on all layers is one NumPy call instead of one per layer."""
         flat = np.empty(batch * sum(self.sizes[1:]), dtype=self.dtype)
         return flat, self._blocks_of(flat, batch)
-
-    def _settle(self, drive: np.ndarray, states: list[np.ndarray], y: np.ndarray | None, beta: float,
-                steps: int) -> tuple[list[np.ndarray], float, float, float]:
-        """``steps`` synchronous updates from ``states`` (left untouched): the true settled states,
-        the read energy [J] of the reads driven by neuron layers, the neuron energy [J] and the
-        residual ``max |s(t) − s(t−1)|`` of the last update. The drive ``W₀x + b₀`` is given.
-
-        All layers live in one buffer (:meth:`_layer_buffer`), double-buffered between updates:
-        the bias nonlinearity's ``g``, the neuron energy, the activation and the squared states
-        are one call each per update over every layer; the reads write into their layer's block.
-        """
-        c = self.config
-        rate = c.relax_rate
-        n = self.n_crossbars
-        batch = drive.shape[0]
-        split = self._xbars[0].split
-        cur, cur_s = self._layer_buffer(batch)
-        new, new_s = self._layer_buffer(batch)
-        for block, s in zip(cur_s, states):
-            block[...] = s
-        scratch = np.empty_like(cur)
-        g, g_s = self._layer_buffer(batch) if n > 1 and split is not None else (None, [None] * n)
-        # Σ over updates of every squared state: the read energy of the crossbars a layer drives
-        # (forward into k+1, transposed into k) is linear in its column sums
-        squares = np.zeros_like(cur) if n > 1 else None
-        nudge = np.empty_like(cur_s[-1]) if beta != 0.0 else None
-        e_neuron = 0.0
-        residual = 0.0
-        for t in range(steps):
-            if g is not None:
-                mtj.ap_bias_rational(cur, split[2], split[3], out=g)
-            if squares is not None:
-                np.multiply(cur, cur, out=scratch)
-                squares += scratch
-            for k in range(n):  # neuron layer k+1, fed by crossbar k (and k+1 transposed)
-                h = new_s[k]
-                if k + 1 < n:
-                    self._read_transposed(k + 1, cur_s[k + 1], g_s[k + 1], out=h)
-                    if k == 0:
-                        h += drive
-                    else:
-                        h += self._read_forward(k, cur_s[k - 1], g_s[k - 1])
-                elif k == 0:
-                    np.copyto(h, drive)
-                else:
-                    self._read_forward(k, cur_s[k - 1], g_s[k - 1], out=h)
-                if nudge is not None and k + 1 == n:
-                    np.subtract(y, cur_s[k], out=nudge)
-                    nudge *= beta
-                    h += nudge
-            e_neuron += self._neuron_energy_j(new, scratch)
-            self._activate(new, out=new)
-            if rate != 1.0:
-                new -= cur
-                new *= rate
-                new += cur
-            if t == steps - 1:
-                np.subtract(new, cur, out=scratch)
-                residual = float(np.max(np.abs(scratch, out=scratch)))
-            cur, new, cur_s, new_s = new, cur, new_s, cur_s
-        power = 0.0  # Σ (V/V_read)²·G [S] of the reads fed by neuron layers, over samples and updates
-        if squares is not None:
-            sums = [block.sum(axis=0, dtype=np.float64) for block in self._blocks_of(squares, batch)]
-            for k in range(n - 1):  # layer k+1 drives crossbar k+1 forward (columns) …
-                xb = self._xbars[k + 1]
-                power += float(sums[k] @ xb.col_g_sum[: xb.n_in]) + steps * batch * float(xb.col_g_sum[xb.n_in])
-            for k in range(1, n):  # … and crossbar k transposed (rows)
-                power += float(sums[k] @ self._xbars[k].row_g_sum)
-        return cur_s, power * c.v_read_v**2 * c.t_read_s, e_neuron, residual
 
     def _blocks_of(self, flat: np.ndarray, batch: int) -> list[np.ndarray]:
         """The layer blocks of a buffer laid out as :meth:`_layer_buffer`'s."""
@@ -549,17 +391,166 @@ class CrossbarNetwork:
             offset += batch * width
         return blocks
 
-    def _input_drive(self, x: np.ndarray) -> np.ndarray:
-        """``W₀x + b₀`` (with the bias nonlinearity) of this input, reused while ``x`` and crossbar 0 stay the same.
+    def _settle(self, drive: np.ndarray, states: list[np.ndarray], y: np.ndarray | None, betas: Sequence[float],
+                steps: int) -> tuple[list[np.ndarray], float, float, list[float]]:
+        """``steps`` synchronous updates from ``states`` (left untouched) of ``len(betas)`` phases
+        stacked row-wise (phase ``j``: the ``j``-th equal share of the rows, nudged with ``betas[j]``).
 
-        The comparison costs one pass over ``x``; the product it saves is the largest of a phase.
+        Returns the true settled states (per layer, all phases' rows), the read energy [J] of the
+        reads driven by neuron layers and the neuron energy [J] summed over the phases, and per
+        phase the residual ``max |s(t) − s(t−1)|`` of the last update. The drive ``W₀x + b₀`` is given.
+
+        All layers of all phases live in one buffer (:meth:`_layer_buffer`), double-buffered between
+        updates: the square of the states (read energy and bias nonlinearity), ``g̃``, the neuron
+        energy and the activation are one NumPy call each per update over everything. The matrix
+        products run per phase on its own rows, so each phase gets the bits it would get alone.
+        """
+        c = self.config
+        n = self.n_crossbars
+        dtype = self.dtype
+        rows = drive.shape[0]
+        groups = len(betas)
+        share = rows // groups
+        parts = [slice(i * share, (i + 1) * share) for i in range(groups)]
+        cur, cur_s = self._layer_buffer(rows)
+        new, new_s = self._layer_buffer(rows)
+        for block, s in zip(cur_s, states):
+            block[...] = s
+        scratch = np.empty_like(cur)
+        # the read energy of the reads a layer drives (forward into k+1, transposed into k) is its
+        # squared states weighted by the conductance sums they see: one dot product per update
+        sq = scratch if n > 1 else None
+        read_g = self._read_weights_of_states(rows) if n > 1 else None
+        power = 0.0  # Σ (V/V_read)²·G [S] of those reads, over samples and updates
+        den = self._bias_den if n > 1 else None
+        g, g_s = self._layer_buffer(rows) if den is not None else (None, [None] * n)
+        xbs = self._xbars
+        # the transposed read of crossbar k+1 takes [s, g̃] of layer k+1 (one product, stacked matrices)
+        cats = [None] + [np.empty((rows, 2 * self.sizes[k + 1]), dtype) if den is not None else None
+                         for k in range(1, n)]
+        back = [None] + [xb.backward_matrix() for xb in xbs[1:]]
+        fwd = [(*xb.forward_matrices(), xb.b) for xb in xbs]
+        nudging = y is not None and any(b != 0.0 for b in betas)
+        if nudging:
+            beta_rows = np.repeat(np.asarray(betas, dtype=dtype), share)[:, None]
+            nudge = np.empty_like(cur_s[-1])
+        stno_response = c.activation == "stno"
+        zeta_max, q = c.zeta_max, c.q_damping
+        gain = zeta_max - 1.0
+        lo, one = dtype.type(-(zeta_max + 1.0) / gain), dtype.type(1.0)
+        alpha, gamma = dtype.type(gain / (zeta_max + q)), dtype.type((1.0 + q) / (zeta_max + q))
+        ones = stno.ones_vector(cur.size, dtype)
+        zeros = np.zeros_like(cur)  # np.maximum against an array: several times faster than against a scalar
+        rate = c.relax_rate
+        mult, add, sub, div, mm, clip, dot = np.multiply, np.add, np.subtract, np.divide, np.matmul, np.clip, np.dot
+        sum_zeta2 = 0.0  # Σ over updates of Σ ζ² (stno neurons: R·I_th²·t_neuron times it is the energy)
+        e_neuron = 0.0
+        residuals = [0.0] * groups
+        for t in range(steps):
+            if sq is not None:
+                mult(cur, cur, out=sq)
+                power += float(dot(sq, read_g))
+                if den is not None:
+                    add(sq, den, out=sq)
+                    div(cur, sq, out=g)
+            for k in range(n):  # neuron layer k+1, fed by crossbar k (and k+1 transposed)
+                h = new_s[k]
+                if k + 1 < n:
+                    src = cur_s[k + 1]
+                    if den is not None:
+                        src = np.concatenate((src, g_s[k + 1]), axis=1, out=cats[k + 1])
+                    for p in parts:
+                        mm(src[p], back[k + 1], out=h[p])
+                    if k == 0:
+                        add(h, drive, out=h)
+                        continue
+                elif k == 0:
+                    np.copyto(h, drive)
+                    continue
+                w0, w1, b = fwd[k]
+                s_in, g_in = cur_s[k - 1], g_s[k - 1]
+                for p in parts:
+                    if k + 1 < n:  # the forward read whole, then added to the transposed one
+                        f = mm(s_in[p], w0)
+                        if w1 is not None:
+                            f += g_in[p] @ w1
+                        f += b
+                        h[p] += f
+                    else:
+                        mm(s_in[p], w0, out=h[p])
+                        if w1 is not None:
+                            h[p] += g_in[p] @ w1
+                if k + 1 == n:
+                    add(h, b, out=h)
+            if nudging:
+                sub(y, cur_s[-1], out=nudge)
+                mult(nudge, beta_rows, out=nudge)
+                add(new_s[-1], nudge, out=new_s[-1])
+            if stno_response:  # the energy's clip, then the activation of stno.activation from it
+                clip(new, lo, one, out=scratch)
+                z2 = new.size + 2.0 * gain * float(dot(scratch, ones)) + gain * gain * float(dot(scratch, scratch))
+                sum_zeta2 += max(z2, 0.0)
+                np.maximum(scratch, zeros, out=new)  # = clip(h, 0, 1): scratch is at most 1 already
+                mult(new, alpha, out=scratch)
+                add(scratch, gamma, out=scratch)
+                div(new, scratch, out=new)
+            else:
+                e_neuron += self._neuron_energy_j(new, scratch)
+                self._activate(new, out=new)
+            if rate != 1.0:
+                sub(new, cur, out=new)
+                mult(new, rate, out=new)
+                add(new, cur, out=new)
+            if t == steps - 1:
+                sub(new, cur, out=scratch)
+                np.abs(scratch, out=scratch)
+                blocks = self._blocks_of(scratch, rows)
+                residuals = [max(float(block[p].max()) for block in blocks) for p in parts]
+            cur, new, cur_s, new_s = new, cur, new_s, cur_s
+        e_neuron += c.r_stno_ohm * c.i_th_a**2 * c.t_neuron_s * sum_zeta2
+        if n > 1:  # the bias lines of crossbars 1…n−1, held at the read bias at every update
+            power += steps * rows * sum(float(xb.g_sums()[0][xb.n_in]) for xb in xbs[1:])
+        return cur_s, power * c.v_read_v**2 * c.t_read_s, e_neuron, residuals
+
+    def _read_weights_of_states(self, rows: int) -> np.ndarray:
+        """Per entry of a :meth:`_layer_buffer` of ``rows`` samples, the conductance [S] its squared
+        state (in units of V_read²) draws through in one update: layer k+1 drives crossbar k+1 forward
+        (its column sums) and crossbar k transposed (its row sums)."""
+        out, blocks = self._layer_buffer(rows)
+        n = self.n_crossbars
+        for k, block in enumerate(blocks):
+            g = np.zeros(block.shape[1])
+            if k + 1 < n:
+                xb = self._xbars[k + 1]
+                g += xb.g_sums()[0][: xb.n_in]
+            if k >= 1:
+                g += self._xbars[k].g_sums()[1]
+            block[...] = g
+        return out
+
+    def _input_drive(self, x: np.ndarray) -> tuple[np.ndarray, float]:
+        """``W₀x + b₀`` (with the bias nonlinearity) of this input and the energy [J] of that read,
+        reused while ``x`` and crossbar 0 stay the same.
+
+        The comparison costs one pass over ``x``; the products it saves are the largest of a phase.
+        Input columns that are zero in every sample (the border of an image) are left out of the
+        products: a zero voltage draws no current.
         """
         cached = self._drive_cache
         if cached is not None and cached[0].shape == x.shape and np.array_equal(cached[0], x):
-            return cached[1]
-        drive = self._read_forward(0, x)
-        self._drive_cache = (x.copy(), drive)
-        return drive
+            return cached[1], cached[2]
+        xb = self._xbars[0]
+        used = np.flatnonzero(np.any(x, axis=0))
+        if xb.input_major and xb.split is not None and used.size < (1.0 - SPARSE_INPUT_FRACTION) * xb.n_in:
+            # the rows of the inputs in use of both read matrices, and [v, g̃(v)]: one product
+            v = x[:, used]
+            drive = np.concatenate([v, self._rational(v)], axis=1) @ xb.read.take(used, axis=1).reshape(-1, xb.n_out)
+            drive += xb.b
+        else:
+            drive = self._read_forward(0, x)
+        energy = self._read_energy_j(0, x, transposed=False)
+        self._drive_cache = (x.copy(), drive, energy)
+        return drive, energy
 
     def read_weights(self) -> tuple[dict[str, np.ndarray], dict]:
         """Measure the programmed state: effective weights and biases at the read bias.
@@ -577,10 +568,10 @@ class CrossbarNetwork:
     def _weights(self, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Copies of the effective weights and biases (what a weight read measures), all or ``names``."""
         out: dict[str, np.ndarray] = {}
-        for k, xb in enumerate(self._xbars):
-            out[f"W{k}"] = xb.w
-            out[f"b{k}"] = xb.b
-        return {name: out[name].copy() for name in (out if names is None else names)}
+        for name in weight_names(self.n_crossbars) if names is None else names:
+            xb = self._xbars[self.layer_of(name)]
+            out[name] = (xb.w if name[0] == "W" else xb.b).copy()
+        return out
 
     def targets(self) -> dict[str, np.ndarray]:
         """The grid targets last programmed (NaN where never written): the controller's record."""
@@ -635,7 +626,8 @@ class CrossbarNetwork:
             delta = np.asarray(delta, dtype=np.float64)
             if levels:
                 step = xb.w_max / (levels - 1)
-                moved = current + np.floor(delta / step + self._rng.random(delta.shape)) * step
+                u = self.noise.take("rounding", delta.size).reshape(delta.shape)
+                moved = current + np.floor(delta / step + u) * step
             else:
                 moved = current + delta
             full[cols] = np.clip(moved, -xb.w_max, xb.w_max)
@@ -669,39 +661,56 @@ class CrossbarNetwork:
         to its grid target, only pairs whose grid target changed rewritten), without passing over
         the cells that were not named: a training step moves a fraction of the cells across a level.
         """
-        writes = []
+        parts: dict[int, dict[str, tuple]] = {}
         for name, (index, value) in cells.items():
             k = self.layer_of(name)
             xb = self._xbars[k]
             index = np.asarray(index, dtype=np.int64)
             pair = index + index // xb.n_in if name[0] == "W" else index * (xb.n_in + 1) + xb.n_in
             q = self.quantize(k, value)
-            keep = ~(q == xb.target.reshape(-1)[pair])  # never-written (NaN) old counts as changed
-            writes.append((k, pair[keep], q[keep]))
+            records = xb.records.take(pair, axis=0, mode="clip")  # the pairs' state, old targets included
+            keep = ~(q == xb.old_targets(records))  # never-written (NaN) old counts as changed
+            if not keep.all():
+                keep = np.flatnonzero(keep)
+                index, pair, q, records = index.take(keep), pair.take(keep), q.take(keep), records.take(keep, axis=0)
+            parts.setdefault(k, {})[name[0]] = (pair, q, records, index)
+        # one write per crossbar, its weights then its biases (one pass of the write's fixed costs);
+        # where the pairs sit in the read matrices: the weights' own flat index, the biases' rows
+        writes = []
+        for k, by_kind in sorted(parts.items()):
+            pieces = [by_kind[kind] for kind in "Wb" if kind in by_kind]
+            joined = pieces[0][:3] if len(pieces) == 1 else [np.concatenate([p[j] for p in pieces]) for j in range(3)]
+            writes.append((k, *joined, (by_kind["W"][3] if "W" in by_kind else None,
+                                        by_kind["b"][3] if "b" in by_kind else None)))
         return self._write_all(writes, names=list(cells))
 
-    def _changed(self, new_targets: Mapping[int, np.ndarray]) -> list[tuple[int, np.ndarray, np.ndarray]]:
-        """``(k, flat pair indices, grid targets)`` of the pairs whose target differs from the last written."""
+    def _changed(self, new_targets: Mapping[int, np.ndarray]) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray,
+                                                                          tuple[None, None]]]:
+        """``(k, flat pair indices, grid targets, their records, (None, None))`` of the pairs whose
+        target differs from the last written (see :meth:`_write_all`)."""
         writes = []
         for k, full in new_targets.items():
-            flat, old = full.ravel(), self._xbars[k].target.ravel()
+            xb = self._xbars[k]
+            flat, old = full.ravel(), xb.target.ravel()
             changed = np.flatnonzero(~np.isnan(flat) & ~(flat == old))  # never-written (NaN) old counts as changed
-            writes.append((k, changed, flat[changed]))
+            writes.append((k, changed, flat[changed], xb.records.take(changed, axis=0), (None, None)))
         return writes
 
-    def _write_all(self, writes: Sequence[tuple[int, np.ndarray, np.ndarray]], names: Sequence[str]) -> tuple[dict, dict]:
-        """Write each ``(k, flat pair indices, grid targets)``; report as :meth:`program` does."""
+    def _write_all(self, writes: Sequence[tuple[int, np.ndarray, np.ndarray, np.ndarray, tuple[Any, Any]]],
+                   names: Sequence[str]) -> tuple[dict, dict]:
+        """Write each ``(k, flat pair indices, grid targets, the pairs' records, (w_idx, b_idx))``
+        (``w_idx``/``b_idx``: where the pairs sit in the weights or biases, when known; see
+        :meth:`CrossbarArray.store`); report as :meth:`program` does."""
         c = self.config
         written = failures = pulses = switches = junction_failures = 0
         e_write = e_verify = 0.0
         most_attempts = 0
-        failed: dict[str, np.ndarray] = {f"{p}{k}": np.empty(0, np.int64) for k, _, _ in writes for p in "Wb"}
-        for k, changed, values in writes:
+        failed: dict[str, np.ndarray] = {f"{p}{k}": np.empty(0, np.int64) for k, *_ in writes for p in "Wb"}
+        for k, changed, values, records, (w_idx, b_idx) in writes:
             xb = self._xbars[k]
-            w = self._write_cells(xb, changed, values)
+            w: WriteOutcome = write_pairs(xb, changed, values, records, c, self.noise, self._pulses, w_idx, b_idx)
             if k == 0 and changed.size:
                 self._drive_cache = None  # the input drive changed with the conductances
-            xb.target.reshape(-1)[changed] = values
             written += changed.size
             failures += w.failed.size
             pulses += w.pulses
@@ -733,112 +742,19 @@ class CrossbarNetwork:
 
     def junctions_per_cell(self) -> int:
         """Binary MTJs in parallel in one cell: ``levels − 1`` (one analog element for continuous levels)."""
-        return max(self.config.levels - 1, 1)
-
-    def _cell_levels(self, xb: _Crossbar, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Junctions in the P state of the + and − cell of pairs at weight ``w`` (NaN: reset, 0).
-
-        With continuous levels a cell is one analog element: 1 when it carries the weight, else 0.
-        """
-        w = np.nan_to_num(w, nan=0.0)
-        levels = self.config.levels
-        if levels:
-            q = np.rint(w * ((levels - 1) / xb.w_max)).astype(np.int64)
-            return np.maximum(q, 0), np.maximum(-q, 0)
-        return (w > 0).astype(np.int64), (w < 0).astype(np.int64)
-
-    def _write_cells(self, xb: _Crossbar, idx: np.ndarray, w: np.ndarray) -> _WriteOutcome:
-        """Write-and-verify the pairs at flat indices ``idx`` to weights ``w``.
-
-        The pair's target conductances are those of the grid (the lower cell at its floor, the
-        other ``|w|·G_unit`` above it). Each cell's junctions that must change state are switched by
-        current-controlled pulses of ``t_pulse_s`` (the current the nominal junction draws at
-        ``v_write_v``), each verified, with ``P_sw`` from that current
-        (:func:`mtj.write_verify_attempts`); a junction that does not switch within
-        ``write_attempts_max`` pulses leaves its cell one junction off and the pair failed, and so
-        does a target beyond the cell's reach (spread, stuck cells). The switched junctions land with
-        the cycle-to-cycle conductance error ``prog_std`` of the range on the active cell.
-        """
-        c = self.config
-        if idx.size == 0:
-            return _WriteOutcome.nothing()
-        dense = idx.size == xb.target.size  # every pair rewritten (continuous levels): no gathers
-        sel: slice | np.ndarray = slice(None) if dense else idx
-        floor_p, floor_m = xb.floor[0].reshape(-1)[sel], xb.floor[1].reshape(-1)[sel]
-        ceil_p, ceil_m = xb.ceil[0].reshape(-1)[sel], xb.ceil[1].reshape(-1)[sel]
-        dg = w * xb.g_unit_s
-        gt_p = np.maximum(floor_p, floor_m + dg)  # the lower cell of the pair stays at its floor
-        gt_m = gt_p - dg
-        fail = (gt_p > ceil_p * (1 + 1e-12)) | (gt_m > ceil_m * (1 + 1e-12))
-        if c.prog_std > 0:
-            err = c.prog_std * xb.g_range_s * self._rng.standard_normal(idx.size)
-            plus_active = (gt_p - floor_p) >= (gt_m - floor_m)
-            gt_p = gt_p + np.where(plus_active, err, 0.0)
-            gt_m = gt_m + np.where(plus_active, 0.0, err)
-        # --- the junction switches of write-and-verify, per cell of the pair
-        n_j = self.junctions_per_cell()
-        new_p, new_m = self._cell_levels(xb, w)
-        old_p, old_m = self._cell_levels(xb, xb.target.reshape(-1)[sel])
-        moves = np.stack([new_p - old_p, new_m - old_m])  # + : AP → P switches, − : P → AP
-        g_p_cells = np.stack([xb.g_p[0].reshape(-1)[sel], xb.g_p[1].reshape(-1)[sel]])
-        g_ap_cells = np.stack([xb.g_ap[0].reshape(-1)[sel], xb.g_ap[1].reshape(-1)[sel]])
-        # current-controlled pulses: every junction gets the current the nominal junction draws at
-        # v_write_v in the state it leaves (AP when it moves to P, moves > 0), whatever its own spread
-        v_w = c.v_write_v
-        i_nom = mtj.junction_current_a(v_w, np.array([mtj.P, mtj.AP]), n_j * c.r_p_ohm, c.tmr0, c.v_h_v)
-        i_j = np.where(moves > 0, i_nom[1], i_nom[0])
-        i_c0 = np.where(moves > 0, c.i_c0_ap2p_a, c.i_c0_p2ap_a)
-        p_sw = mtj.switching_probability(c.t_pulse_s, mtj.dwell_time_s(i_j, i_c0, c.delta, c.tau0_s))
-        ap_boost = float(mtj.ap_bias_factor(np.array(v_w), c.v_read_v, c.tmr0, c.v_h_v))
-        r_j = n_j / np.where(moves > 0, g_ap_cells * ap_boost, g_p_cells)  # the junction's own resistance
-        p_sw[np.stack([floor_p == ceil_p, floor_m == ceil_m])] = 0.0  # a stuck cell never confirms
-        n_switch = np.abs(moves)
-        attempts, failed_j = mtj.write_verify_attempts(n_switch.ravel(), p_sw.ravel(), c.write_attempts_max,
-                                                       self._rng)
-        attempts, failed_j = attempts.reshape(n_switch.shape), failed_j.reshape(n_switch.shape)
-        if failed_j.any():  # each junction left behind keeps its cell one junction step short of the move
-            step = (g_p_cells - g_ap_cells) / n_j
-            shortfall = np.sign(moves) * failed_j * step
-            gt_p = gt_p - shortfall[0]
-            gt_m = gt_m - shortfall[1]
-            fail |= (failed_j > 0).any(axis=0)
-        g_p = np.clip(gt_p, floor_p, ceil_p)
-        g_m = np.clip(gt_m, floor_m, ceil_m)
-        if dense:
-            xb.g[0].reshape(-1)[:] = g_p
-            xb.g[1].reshape(-1)[:] = g_m
-            xb.refresh(self.dtype, c.bias_nonlinearity)
-        elif idx.size > DENSE_WRITE_FRACTION * xb.target.size:
-            xb.g[0].reshape(-1).put(idx, g_p)
-            xb.g[1].reshape(-1).put(idx, g_m)
-            xb.refresh(self.dtype, c.bias_nonlinearity)
-        else:
-            xb.set_cells(idx, g_p, g_m)
-        pair_attempts = attempts.sum(axis=0)
-        # V·I·t_pulse = I²·R_j·t_pulse per pulse on the junction being switched; a verify read of its
-        # cell after each
-        write = c.t_pulse_s * float(np.sum(attempts * i_j**2 * r_j))
-        verify = c.v_read_v**2 * c.t_read_s * float(attempts[0] @ g_p + attempts[1] @ g_m)
-        return _WriteOutcome(
-            failed=idx[fail],
-            pulses=int(pair_attempts.sum()),
-            switches=int(n_switch.sum()),
-            junction_failures=int(failed_j.sum()),
-            most_attempts=int(pair_attempts.max()),
-            e_write_j=write,
-            e_verify_j=verify,
-        )
+        return junctions_per_cell(self.config)
 
     # ------------------------------------------------------------------ non-volatile state
     def export_state(self) -> dict[str, np.ndarray]:
         """The programmed (non-volatile) state: per crossbar ``k`` the cell conductances
         ``x{k}.g`` [S], shape ``(2, n_out, n_in+1)``, and the grid targets ``x{k}.target``
         (NaN: never written). Everything else is fabrication (drawn from the seed) or derived.
-        The arrays are the model's own (no copy): read them before the next write.
+        The targets are a view of the model's own records (no copy: read them before the next
+        write); the conductances, interleaved in the records, are a C-ordered copy.
         """
         out: dict[str, np.ndarray] = {}
         for k, xb in enumerate(self._xbars):
-            out[f"x{k}.g"] = xb.g
+            out[f"x{k}.g"] = np.ascontiguousarray(xb.g)
             out[f"x{k}.target"] = xb.target
         return out
 
@@ -846,7 +762,9 @@ class CrossbarNetwork:
         """Put back a state from :meth:`export_state` of the same chip (same sizes, config, seed).
 
         The derived read matrices are recomputed from the conductances with the same arithmetic
-        as a write, so the restored weights equal the exported ones bit for bit.
+        as a write, so the restored weights equal the exported ones bit for bit. A conductance a
+        hair outside its cell's range (a state saved by ``crossbar-1.1``, whose float32 chips' ranges
+        were not yet float32 numbers) is put back within it.
         """
         expected = set(self.export_state())
         if set(state) != expected:
@@ -856,12 +774,11 @@ class CrossbarNetwork:
             if g.shape != xb.g.shape or target.shape != xb.target.shape:
                 raise ValueError(f"crossbar {k}: state shapes {g.shape}, {target.shape} do not fit "
                                  f"{xb.g.shape}, {xb.target.shape}")
-            if not np.all(np.isfinite(g)) or np.any(g < xb.floor * (1 - 1e-9)) or np.any(g > xb.ceil * (1 + 1e-9)):
+            if not np.all(np.isfinite(g)) or np.any(g < xb.floor * (1 - 1e-6)) or np.any(g > xb.ceil * (1 + 1e-6)):
                 raise ValueError(f"crossbar {k}: conductances outside the cells' reachable range")
         for k, xb in enumerate(self._xbars):
-            xb.g = np.array(state[f"x{k}.g"], dtype=np.float64)
-            xb.target = np.array(state[f"x{k}.target"], dtype=np.float64)
-            xb.refresh(self.dtype, self.config.bias_nonlinearity)
+            xb.set_state(np.clip(np.asarray(state[f"x{k}.g"], dtype=np.float64), xb.floor, xb.ceil),
+                         np.asarray(state[f"x{k}.target"], dtype=np.float64))
         self._drive_cache = None  # the input drive belongs to the conductances just replaced
 
     # ------------------------------------------------------------------ description

@@ -18,9 +18,9 @@ with both directions active (a superparamagnetic junction, small ``Δ``) the two
 gives :func:`flip_probability` exactly. Sign convention: a positive voltage pushes P → AP, a
 negative one AP → P.
 
-Write-and-verify (:func:`write_verify_attempts`): each junction that must switch gets pulses, each
-followed by a verify read, until the read confirms the new state or ``max_attempts`` pulses were
-spent (a write failure). The attempts of one junction are geometric with parameter ``P_sw``,
+Write-and-verify (:mod:`device_models.write_verify`): each junction that must switch gets pulses,
+each followed by a verify read, until the read confirms the new state or ``max_attempts`` pulses
+were spent (a write failure). The attempts of one junction are geometric with parameter ``P_sw``,
 drawn per junction (no loop over pulses).
 """
 
@@ -62,7 +62,7 @@ def ap_bias_excess(x: np.ndarray, v_ref_v: float, tmr0: float, v_h_v: float) -> 
         s(x) − 1 = [TMR(V_ref)(1 + u) − TMR₀] / (1 + u + TMR₀),
 
     evaluated in place (seven passes over ``x``, in its own precision). The crossbar's reads use the
-    equivalent split form of :func:`ap_bias_split` (four passes per read); this one is the reference.
+    equivalent split form of :func:`ap_bias_split` (three passes per read); this one is the reference.
     """
     a = (v_ref_v / v_h_v) ** 2
     tmr_ref = tmr0 / (1.0 + a)
@@ -140,30 +140,6 @@ def pulse_flip_probability(v_v: np.ndarray | float, t_s: np.ndarray | float, sta
     return flip_probability(t_s, np.where(in_p, tau_p2ap, tau_ap2p), np.where(in_p, tau_ap2p, tau_p2ap))
 
 
-def write_verify_attempts(n_switches: np.ndarray, p_sw: np.ndarray, max_attempts: int,
-                          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Pulses spent and junctions failed per cell when ``n_switches[c]`` junctions of cell ``c`` must switch.
-
-    Each junction is pulsed (and verified after every pulse) until it switches or ``max_attempts``
-    pulses are spent: its attempts are ``min(G, max_attempts)`` with ``G ~ Geometric(P_sw)``, and it
-    fails when ``G > max_attempts`` (probability ``(1 − P_sw)^max_attempts``). ``p_sw`` is per cell
-    (its junctions share the cell's fabrication draws); a cell with ``p_sw = 0`` (stuck) spends the
-    limit on every junction and fails them all.
-
-    Returns ``(attempts, failed)``, integer arrays shaped like ``n_switches``.
-    """
-    n = np.asarray(n_switches, dtype=np.int64)
-    owner = np.repeat(np.arange(n.size), n)  # one entry per junction to switch
-    p = np.asarray(p_sw, dtype=np.float64)[owner]
-    stuck = p <= 0.0
-    draws = rng.geometric(np.where(stuck, 1.0, p))
-    draws[stuck] = max_attempts + 1
-    failed_j = draws > max_attempts
-    attempts = np.bincount(owner, weights=np.minimum(draws, max_attempts), minlength=n.size).astype(np.int64)
-    failed = np.bincount(owner, weights=failed_j, minlength=n.size).astype(np.int64)
-    return attempts, failed
-
-
 def retention_time_s(delta: float, tau0_s: float) -> float:
     """Mean retention time [s] of a stored bit at rest: :func:`dwell_time_s` at ``I = 0``, the
     Néel–Brown ``τ₀ e^Δ`` (Δ = 40, τ₀ = 1 ns: 2.4·10⁸ s, about 7 years). Brown's ``τ₀`` of a macrospin is
@@ -181,17 +157,8 @@ def ap_bias_split(v_ref_v: float, tmr0: float, v_h_v: float) -> tuple[float, flo
 
     so ``C = TMR₀(1 + L)`` and ``D = 1 + TMR₀``. A crossbar read ``W x + B[x∘(s(x) − 1)]`` becomes
     ``(W + L·B) x − C·B g(x)``: the linear part folds into the read matrix once per write, and
-    only ``g`` (four passes over ``x``, :func:`ap_bias_rational`) runs at every read.
+    only ``g`` runs at every read (as ``g̃ = a·g``, :mod:`device_models.crossbar_array`).
     """
     a = (v_ref_v / v_h_v) ** 2
     linear = tmr0 / (1.0 + a)
     return linear, tmr0 * (1.0 + linear), 1.0 + tmr0, a
-
-
-def ap_bias_rational(x: np.ndarray, d: float, a: float, out: np.ndarray | None = None) -> np.ndarray:
-    """``g(x) = x/(D + a x²)`` of :func:`ap_bias_split`, in ``x``'s precision (``out``: a buffer of its shape)."""
-    out = np.square(x, out=out)
-    out *= a
-    out += d
-    np.divide(x, out, out=out)
-    return out

@@ -7,9 +7,17 @@ in about as much time as a float64 one; the Box–Muller transform (Box & Muller
 (independent standard normals for independent uniforms ``u₁ ∈ (0, 1]``, ``u₂ ∈ [0, 1)``), runs on
 vectorised transcendental functions in half the time. With 24-bit uniforms the tails end at
 ``√(2·24·ln 2) ≈ 5.8σ`` (a 1-in-10⁸ event): immaterial for read noise.
+
+Draws made ahead (:class:`NoisePool`, :class:`NoiseStreams`): each purpose of a device's noise
+(read noise, programming error, write attempts, …) has a generator of its own, spawned from the
+device seed, that draws in fixed-size blocks. The values a call gets then depend only on the seed
+and on how many values of that purpose were used before — not on when they were drawn — so a
+device may draw them while it is idle between calls, and a call finds them ready.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -34,3 +42,97 @@ def standard_normal(rng: np.random.Generator, shape: int | tuple[int, ...], dtyp
     out[:half] *= radius
     out[half:] *= radius
     return out[:size].reshape(shape)
+
+
+def exponential(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Standard exponential draws ``E = −ln U``, ``U ∈ (0, 1]`` uniform (float64, inversion).
+
+    A geometric count of trials with success probability ``P`` is ``⌊E/λ⌋ + 1`` with
+    ``λ = −ln(1 − P)``: ``P(⌊E/λ⌋ + 1 > k) = P(E ≥ kλ) = (1 − P)^k``. One exponential serves any
+    ``P``, so the draws can be made before the probabilities are known (:class:`NoisePool`).
+    53-bit uniforms end the tail at ``E ≈ 36.7`` (a 1-in-10¹⁶ event).
+    """
+    u = rng.random(size)
+    np.negative(u, out=u)
+    np.log1p(u, out=u)  # ln(1 − U'), U' ∈ [0, 1): ln of a uniform on (0, 1]
+    np.negative(u, out=u)
+    return u
+
+
+class NoisePool:
+    """Values of one kind (read noise, programming error, …) drawn ahead in fixed-size blocks.
+
+    The values come from the pool's own generator, always ``block`` at a time and in order, so
+    the n-th value handed out depends only on the seed and on n: the same whether the blocks were
+    drawn ahead (:meth:`top_up`, while the instrument is idle) or on demand (:meth:`take`). That
+    is what lets a driver do its random draws between calls without changing any answer.
+    """
+
+    def __init__(self, seed: np.random.SeedSequence, draw: Callable[[np.random.Generator, int], np.ndarray],
+                 block: int) -> None:
+        self._rng = np.random.default_rng(seed)
+        self._draw = draw
+        self.block = int(block)
+        self._buf = np.empty(0)
+        self._pos = 0
+        #: most values one call took between two top-ups: what :meth:`top_up` keeps ready
+        self.reserve = 0
+        self._taken = 0
+
+    @property
+    def ready(self) -> int:
+        """Values drawn and not yet handed out."""
+        return self._buf.size - self._pos
+
+    def _extend(self, blocks: int) -> None:
+        fresh = [self._draw(self._rng, self.block) for _ in range(blocks)]
+        buf = np.concatenate([self._buf[self._pos:], *fresh])
+        buf.flags.writeable = False  # take() hands out views: nobody may write into the stream
+        self._buf, self._pos = buf, 0
+
+    def take(self, n: int) -> np.ndarray:
+        """The next ``n`` values (a read-only view; drawn now if fewer are ready)."""
+        short = n - self.ready
+        if short > 0:
+            self._extend(-(-short // self.block))
+        out = self._buf[self._pos:self._pos + n]
+        self._pos += n
+        self._taken += n
+        return out
+
+    def top_up(self, max_blocks: int) -> int:
+        """Draw up to ``max_blocks`` blocks so that :attr:`reserve` values are ready; returns the blocks drawn."""
+        self.reserve = max(self.reserve, self._taken)
+        self._taken = 0
+        blocks = min(max_blocks, -(-(self.reserve - self.ready) // self.block))
+        if blocks > 0:
+            self._extend(blocks)
+        return max(blocks, 0)
+
+
+class NoiseStreams:
+    """The named :class:`NoisePool` of each purpose, each on a generator of its own spawned from one seed.
+
+    ``purposes`` maps a name to ``(draw, block)``; pool ``j`` (in the mapping's order) is seeded
+    with ``SeedSequence(entropy, spawn_key=(*spawn_key, j))``, so adding a purpose at the end
+    leaves the others' streams alone.
+    """
+
+    def __init__(self, entropy: int, spawn_key: tuple[int, ...],
+                 purposes: Mapping[str, tuple[Callable[[np.random.Generator, int], np.ndarray], int]]) -> None:
+        self.pools = {name: NoisePool(np.random.SeedSequence(entropy, spawn_key=(*spawn_key, j)), draw, block)
+                      for j, (name, (draw, block)) in enumerate(purposes.items())}
+
+    def take(self, name: str, n: int) -> np.ndarray:
+        return self.pools[name].take(n)
+
+    def top_up(self, max_blocks: int) -> int:
+        """Draw ahead up to ``max_blocks`` blocks in all, the next pool still short of its reserve
+        first; returns the blocks drawn (0: every pool holds its reserve). A caller with a time
+        budget calls it a block at a time until the budget is spent or it returns 0."""
+        drawn = 0
+        for pool in self.pools.values():
+            if drawn >= max_blocks:
+                break
+            drawn += pool.top_up(max_blocks - drawn)
+        return drawn

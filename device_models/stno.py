@@ -152,7 +152,7 @@ def neuron_energy_j(
     """
     g = zeta_max - 1.0
     c = np.clip(h, -(zeta_max + 1.0) / g, 1.0, out=scratch).reshape(-1)
-    ones = _ones(c.size, c.dtype)
+    ones = ones_vector(c.size, c.dtype)
     sum_zeta2 = c.size + 2.0 * g * float(np.dot(c, ones)) + g * g * float(np.dot(c, c))
     return float(r_stno_ohm * i_th_a**2 * t_active_s * max(sum_zeta2, 0.0))
 
@@ -160,7 +160,7 @@ def neuron_energy_j(
 _ONES: dict[np.dtype, np.ndarray] = {}
 
 
-def _ones(n: int, dtype: np.dtype) -> np.ndarray:
+def ones_vector(n: int, dtype: np.dtype) -> np.ndarray:
     """A read-only vector of ``n`` ones (a sum as a BLAS dot product, cheaper than ``sum``)."""
     have = _ONES.get(dtype)
     if have is None or have.size < n:

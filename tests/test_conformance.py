@@ -82,7 +82,7 @@ class LeakyRefusal(EmulatedCrossbar):
     """Draws read noise before checking the layers it was asked for, so a refused call moves the noise stream."""
 
     def forward(self, x: np.ndarray, layers: Sequence[int] | None) -> OpResult:
-        self.model._rng.standard_normal(8)  # noqa: SLF001 - the planted bug
+        self.model.noise.take("read", 8)  # the planted bug
         return super().forward(x, layers)
 
 

@@ -48,3 +48,88 @@ def test_reused_input_drive_follows_a_reprogrammed_first_crossbar(config):
     # and a different input with the same weights is not served the old drive
     other, _ = reused.relax(x[::-1].copy(), steps=30)
     assert all(np.allclose(a[::-1], b, atol=1e-6) for a, b in zip(other, expected))
+
+
+def _trained_pair(seed: int = 6, sizes=(40, 24, 5)) -> tuple[CrossbarNetwork, CrossbarNetwork, np.random.Generator]:
+    rng = np.random.default_rng(seed)
+    nets = [CrossbarNetwork(list(sizes), DEFAULT_V1, seed=seed) for _ in range(2)]
+    start = {"W0": rng.uniform(-0.3, 0.3, (sizes[1], sizes[0])), "b0": rng.uniform(-0.2, 0.2, sizes[1]),
+             "W1": rng.uniform(-0.3, 0.3, (sizes[2], sizes[1])), "b1": rng.uniform(-0.2, 0.2, sizes[2])}
+    for net in nets:
+        net.program(start)
+    return nets[0], nets[1], rng
+
+
+def test_a_write_of_one_level_moves_is_the_general_write_and_verify(monkeypatch):
+    """The fast path of a training step (each pair one junction of one cell, stuck cells and all)
+    lands the same conductances, targets, read matrices, failures and pulses as the general path,
+    from the same draws; energies agree to rounding."""
+    from device_models import write_verify
+
+    fast, general, rng = _trained_pair()
+    w_max, n = fast.w_max[0], 40 * 24
+    index = np.sort(rng.choice(n, 300, replace=False))
+    moved = fast.targets()["W0"].reshape(-1)[index] + w_max / 31 * rng.choice([-1.0, 1.0], index.size)
+    cells = {"W0": (index, np.clip(moved, -w_max, w_max))}
+    got_fast, rep_fast = fast.program_cells(cells)
+    monkeypatch.setattr(write_verify, "_one_level_moves", lambda *args: None)
+    got_general, rep_general = general.program_cells(cells)
+    assert rep_fast["pairs_written"] > 250 and rep_fast["junction_switches"] == rep_fast["pairs_written"]
+    for key in ("pairs_written", "pulses", "junction_switches", "junction_failures", "pulses_per_pair_max", "failures"):
+        assert rep_fast[key] == rep_general[key], key
+    np.testing.assert_array_equal(rep_fast["failed"]["W0"], rep_general["failed"]["W0"])
+    for term in ("write", "verify"):
+        assert rep_fast["energy_terms_j"][term] == pytest.approx(rep_general["energy_terms_j"][term], rel=1e-12)
+    np.testing.assert_array_equal(got_fast["W0"], got_general["W0"])
+    for a, b in zip(fast.export_state().values(), general.export_state().values()):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(fast._xbars, general._xbars):  # noqa: SLF001 - the derived matrices are what is under test
+        np.testing.assert_array_equal(a.read, b.read)
+        np.testing.assert_array_equal(a.b, b.b)
+
+
+def test_conductance_sums_followed_write_by_write_are_the_sums_of_the_conductances():
+    net, _, rng = _trained_pair(seed=8)
+    for _ in range(20):
+        index = np.sort(rng.choice(40 * 24, 50, replace=False))
+        net.program_cells({"W0": (index, rng.uniform(-0.3, 0.3, index.size)), "b0": (np.arange(3), np.full(3, 0.1))})
+        net.update({"W1": rng.normal(0, 0.05, (5, 24))})
+    for xb in net._xbars:  # noqa: SLF001
+        total = xb.g[0] + xb.g[1]
+        np.testing.assert_allclose(xb.g_sums()[0], total.sum(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(xb.g_sums()[1], total[:, : xb.n_in].sum(axis=1), rtol=1e-12)
+
+
+def test_the_input_drive_leaves_out_only_columns_that_are_zero_in_every_sample():
+    net, _, rng = _trained_pair(seed=10, sizes=(64, 24, 5))
+    x = rng.uniform(0, 1, (8, 64)).astype(np.float32)
+    x[:, :20] = 0.0  # an image border: zero in every sample
+    x[3, 30] = 0.0  # zero in one sample only: still read
+    drive, energy = net._input_drive(x)  # noqa: SLF001
+    np.testing.assert_allclose(drive, net._read_forward(0, x), rtol=1e-5, atol=1e-6)  # noqa: SLF001
+    assert energy == pytest.approx(net._read_energy_j(0, x, transposed=False), rel=1e-12)  # noqa: SLF001
+
+
+@pytest.mark.parametrize("nudges", [[(0.5, 6), (-0.5, 6), (0.2, 3)], [(0.4, 5)], [(-0.4, 5)], [(0.0, 4), (0.3, 4)]])
+def test_stacked_nudged_phases_are_the_phases_run_one_by_one(nudges):
+    """Phases of equal length settle as one stacked batch; each answers, measures and reports what it
+    would alone (read noise off, so measured = true states, bit for bit), in the order asked."""
+    config = DEFAULT_V1.with_overrides({"read_std": 0.0})
+    rng = np.random.default_rng(12)
+    x, y = rng.uniform(0, 1, (6, 40)), np.eye(5)[rng.integers(0, 5, 6)]
+    start = {"W0": rng.uniform(-0.3, 0.3, (24, 40)), "W1": rng.uniform(-0.3, 0.3, (5, 24))}
+    one, apart = CrossbarNetwork([40, 24, 5], config, seed=2), CrossbarNetwork([40, 24, 5], config, seed=2)
+    one.program(start)
+    apart.program(start)
+    free, nudged, report = one.relax_nudged(x, 0.0, y, 20, None, nudges)
+    want_free, r0 = apart.relax(x, 0.0, y, 20)
+    assert all(np.array_equal(a, b) for a, b in zip(free, want_free))
+    total = {"read": r0["energy_terms_j"]["read"], "neuron": r0["energy_terms_j"]["neuron"]}
+    for (beta, steps), got, info in zip(nudges, nudged, report["nudges"]):
+        want, r = apart.relax(x, beta, y, steps, want_free)
+        assert all(np.array_equal(a, b) for a, b in zip(got, want))
+        assert info == {"beta": beta, "steps": steps, "residual": r["residual"]}
+        for term in total:
+            total[term] += r["energy_terms_j"][term]
+    for term, value in total.items():
+        assert report["energy_terms_j"][term] == pytest.approx(value, rel=1e-5)

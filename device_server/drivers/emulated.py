@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,6 +32,8 @@ MAX_PULSE_V = 0.9
 #: Longest pulse sequence of one test junction in one probe (the sequence is a Python loop over
 #: pulses, vectorised over rows: about 0.1 ms a pulse, so one call holds the device ≲ 2 s).
 MAX_PROBE_SEQUENCE = 20_000
+#: Work one :meth:`EmulatedCrossbar.idle` may do between calls [s] (a request arriving meanwhile waits for it).
+IDLE_BUDGET_S = 1e-3
 #: Name of the test junctions' states in :meth:`EmulatedCrossbar.export_state`.
 JUNCTION_STATE = "junctions.state"
 
@@ -213,6 +216,13 @@ class EmulatedCrossbar(ModelBacked, Driver):
         self.check_relax(x, beta, target, steps, init, nudges, layers)
         states, nudged, report = self.model.relax_nudged(x, beta, target, steps, init, nudges, layers)
         return OpResult({"states": states, "nudged": nudged}, report)
+
+    def idle(self) -> None:
+        """Draw ahead the noise the next calls will use (:meth:`CrossbarNetwork.idle`), a block at a
+        time for at most :data:`IDLE_BUDGET_S`; no answer changes whether it ran or not."""
+        deadline = time.perf_counter() + IDLE_BUDGET_S
+        while self.model.idle() and time.perf_counter() < deadline:
+            pass
 
     def program_cells(self, cells: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> OpResult:
         self._check_weights("cells", {name: value for name, (_, value) in cells.items()}, shapes=False)

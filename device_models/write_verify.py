@@ -1,0 +1,254 @@
+"""Write-and-verify of differential pairs of multi-level MTJ cells (DESIGN.md §4), vectorised over pairs.
+
+A cell of ``levels`` states is ``levels − 1`` binary junctions in parallel; the lower cell of a pair
+sits at its floor (reset state), the other is set to ``floor + |w|·G_unit``. Each junction that must
+change state gets current-controlled pulses of ``t_pulse_s`` (the current the nominal junction draws
+at ``v_write_v`` in the state it leaves), each followed by a verify read, until the read confirms
+the switch or ``write_attempts_max`` pulses are spent. A pulse switches with
+``P_sw = 1 − exp(−t_p/τ)``, ``τ = τ₀ exp[Δ(1 − I/I_c0)]`` (:mod:`device_models.mtj`), so a
+junction's pulses are geometric: ``G = ⌊E/λ⌋ + 1`` with ``λ = −ln(1 − P_sw)`` and ``E`` a standard
+exponential (:func:`device_models.noise.exponential`). ``P_sw`` takes one value per direction (all
+junctions get the nominal current), and 0 for a stuck cell, which never confirms: the
+transcendental functions run on two numbers, not on every junction, and the exponentials come from
+a pool drawn ahead. The switched cell lands with the cycle-to-cycle error ``prog_std`` of the range.
+A target beyond the cell's reach (device-to-device spread, stuck cells) or a junction that never
+switched is reported as a failure.
+
+Energy: ``V·I·t_pulse = I²·R_j·t_pulse`` per pulse on the junction being switched (``R_j`` its own
+resistance in the state it leaves), and a verify read ``V_read²·G·t_read`` of its cell after each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from device_models import mtj
+from device_models.config import CrossbarConfig
+from device_models.crossbar_array import CrossbarArray
+from device_models.noise import NoiseStreams
+
+#: Above this fraction of pairs rewritten in one write, the read matrices are recomputed whole
+#: (a few passes) rather than patched cell by cell (gathers and scatters of every changed cell).
+DENSE_WRITE_FRACTION = 0.25
+
+
+@dataclass
+class WriteOutcome:
+    """What write-and-verify of some pairs of one crossbar did: failures, pulses, energy."""
+
+    failed: np.ndarray  # flat pair indices reported failed
+    pulses: int  # write pulses (each with its verify read)
+    switches: int  # junction switches asked for
+    junction_failures: int  # junctions that did not switch within the attempt limit
+    most_attempts: int  # pulses of the pair that took the most
+    e_write_j: float
+    e_verify_j: float
+
+    @staticmethod
+    def nothing() -> "WriteOutcome":
+        return WriteOutcome(np.zeros(0, np.int64), 0, 0, 0, 0, 0.0, 0.0)
+
+
+def junctions_per_cell(config: CrossbarConfig) -> int:
+    """Binary MTJs in parallel in one cell: ``levels − 1`` (one analog element for continuous levels)."""
+    return max(config.levels - 1, 1)
+
+
+def pulse_physics(c: CrossbarConfig) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per direction (index 0: P → AP, 1: AP → P): the nominal junction's write current [A], the
+    inverse switching rate per pulse ``1/λ = −1/ln(1 − P_sw)``, and the AP conductance's bias factor
+    at the write voltage."""
+    n_j = junctions_per_cell(c)
+    i_nom = mtj.junction_current_a(c.v_write_v, np.array([mtj.P, mtj.AP]), n_j * c.r_p_ohm, c.tmr0, c.v_h_v)
+    p_sw = mtj.switching_probability(c.t_pulse_s, mtj.dwell_time_s(i_nom, np.array([c.i_c0_p2ap_a, c.i_c0_ap2p_a]),
+                                                                   c.delta, c.tau0_s))
+    with np.errstate(divide="ignore"):
+        inv_rate = -1.0 / np.log1p(-p_sw)  # 0 when P_sw = 1 (one pulse); finite: P_sw > 0 for every setting in range
+    return i_nom, inv_rate, float(mtj.ap_bias_factor(np.array(c.v_write_v), c.v_read_v, c.tmr0, c.v_h_v))
+
+
+def cell_levels(w: np.ndarray, w_max: float, levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Junctions in the P state of the + and − cell of pairs at grid weight ``w`` (NaN: reset, 0), as floats.
+
+    With continuous levels a cell is one analog element: 1 when it carries the weight, else 0.
+    """
+    if levels:
+        q = np.multiply(w, (levels - 1) / w_max)
+        np.rint(q, out=q)
+        q[np.isnan(q)] = 0.0
+        return np.maximum(q, 0.0), np.maximum(-q, 0.0)
+    return (w > 0).astype(np.float64), (w < 0).astype(np.float64)
+
+
+def _pick(mask: np.ndarray, a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
+    """``a`` where ``mask`` is 1.0, ``b`` where it is 0.0, exactly (finite ``a``, ``b``): arithmetic is
+    several times faster than ``np.where`` on a random mask."""
+    out = np.multiply(mask, a)
+    out += (1.0 - mask) * b
+    return out
+
+
+def _pulse_trains(noise: NoiseStreams, inv_rate: np.ndarray, limit: float,
+                  stuck: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pulses of junctions whose inverse switching rates ``inv_rate`` are given, each at most
+    ``limit``, and which of them failed (did not switch within the limit); the junctions at
+    positions ``stuck`` never switch.
+
+    ``⌊E/λ⌋ + 1`` pulses with ``E`` exponential (pool ``"attempts"``, one value per junction).
+    """
+    tries = noise.take("attempts", inv_rate.size) * inv_rate
+    np.floor(tries, out=tries)
+    tries += 1.0
+    tries[stuck] = np.inf
+    failed = tries > limit
+    np.minimum(tries, limit, out=tries)
+    return tries, failed
+
+
+def write_pairs(xb: CrossbarArray, idx: np.ndarray, w: np.ndarray, records: np.ndarray, c: CrossbarConfig,
+                noise: NoiseStreams, pulses: tuple[np.ndarray, np.ndarray, float],
+                w_idx: np.ndarray | None = None, b_idx: np.ndarray | None = None) -> WriteOutcome:
+    """Write-and-verify the pairs at flat indices ``idx`` of ``xb`` to grid weights ``w``.
+
+    ``records``: those pairs' records (:func:`device_models.crossbar_array.record_layout`) as they
+    are before the write (their previous targets, their bounds); ``pulses`` is :func:`pulse_physics` of ``c``.
+    Updates ``xb`` (conductances, targets, read matrices; ``w_idx``/``b_idx`` as
+    :meth:`CrossbarArray.store` takes them). Draws ``idx.size`` programming errors (pool
+    ``"program"``) and one exponential per junction switch (pool ``"attempts"``).
+    """
+    m = idx.size
+    if m == 0:
+        return WriteOutcome.nothing()
+    old = xb.old_targets(records)
+    bounds = xb.fabrication(records)
+    # the bounds, used many times: contiguous copies (element-wise work on strided columns is slower)
+    floor_p, floor_m, ceil_p, ceil_m = (bounds[:, j].astype(np.float64) for j in range(4))
+    dg = np.multiply(w, xb.g_unit_s, dtype=np.float64)
+    gt_p = floor_m + dg
+    plus_active = gt_p >= floor_p  # the + cell carries the weight; the lower cell stays at its floor
+    np.maximum(gt_p, floor_p, out=gt_p)
+    gt_m = gt_p - dg
+    fail = (gt_p > ceil_p * (1 + 1e-12)) | (gt_m > ceil_m * (1 + 1e-12))
+    if c.prog_std > 0:
+        err = np.multiply(noise.take("program", m), c.prog_std * xb.g_range_s, dtype=np.float64)
+        err_p = err * plus_active  # the error lands on the active cell of the pair
+        gt_p += err_p
+        err -= err_p
+        gt_m += err
+    i_nom, inv_rate, ap_boost = pulses
+    n_j = junctions_per_cell(c)
+    limit = float(c.write_attempts_max)
+    one_step = _one_level_moves(w, old, xb.w_max, c.levels)
+    if one_step is not None:  # a training step: each pair moves one junction of one cell
+        plus, up = one_step
+        on_plus, rising = plus.astype(np.float64), up.astype(np.float64)
+        # the moving cell's floor and ceiling (G_AP and G_P of its junctions, unless it is stuck)
+        f_mv, c_mv = _pick(on_plus, floor_p, floor_m), _pick(on_plus, ceil_p, ceil_m)
+        stuck = np.flatnonzero(f_mv == c_mv)
+        if stuck.size:  # a stuck cell never confirms; its junctions are its own G_P, G_AP
+            sign, pair = 1 - plus[stuck], idx[stuck]
+            f_mv[stuck] = xb.g_ap.reshape(2, -1)[sign, pair]
+            c_mv[stuck] = xb.g_p.reshape(2, -1)[sign, pair]
+        tries, failed_j = _pulse_trains(noise, _pick(rising, inv_rate[1], inv_rate[0]), limit, stuck)
+        left = np.flatnonzero(failed_j)
+        if left.size:  # a junction left behind keeps its cell one junction step short of the move
+            short = (2.0 * rising[left] - 1.0) * (c_mv[left] - f_mv[left]) / n_j
+            at_plus = plus[left]
+            gt_p[left[at_plus]] -= short[at_plus]
+            gt_m[left[~at_plus]] -= short[~at_plus]
+            fail[left] = True
+        per_ohm = tries / _pick(rising, f_mv, c_mv)  # pulses·G⁻¹ of the junction in the state it leaves
+        to_p = float(per_ohm @ rising)
+        e_write = c.t_pulse_s * n_j * (i_nom[1] ** 2 / ap_boost * to_p + i_nom[0] ** 2 * (float(per_ohm.sum()) - to_p))
+        pair_attempts, switches, n_failed_j = tries, m, left.size
+    else:
+        moves = _general_moves(w, old, xb.w_max, c.levels)
+        tries_cells, failed_cells, e_write, switches = _cell_trains(xb, idx, bounds, moves, noise, i_nom, inv_rate,
+                                                                   ap_boost, c)
+        n_failed_j = int(failed_cells.sum())
+        if n_failed_j:
+            step = (_junction_g(xb, idx, bounds, True) - _junction_g(xb, idx, bounds, False)) / n_j
+            short = np.sign(moves) * failed_cells * step
+            gt_p -= short[0]
+            gt_m -= short[1]
+            fail |= (failed_cells > 0).any(axis=0)
+        pair_attempts = tries_cells[0] + tries_cells[1]
+    # within each cell's range (its bounds are float64 values of the emulation dtype)
+    g_new = (np.minimum(np.maximum(gt_p, floor_p), ceil_p), np.minimum(np.maximum(gt_m, floor_m), ceil_m))
+    if m > DENSE_WRITE_FRACTION * xb.pairs:  # most pairs: write the records, then rederive all at once
+        xb.write_records(idx, g_new, w)
+        xb.refresh()
+    else:
+        xb.store(idx, records, g_new, w, w_idx, b_idx)
+    # a verify read of the cell after each pulse
+    if one_step is not None:
+        on_plus_tries = pair_attempts * on_plus
+        verified = float(on_plus_tries @ g_new[0]) + float((pair_attempts - on_plus_tries) @ g_new[1])
+    else:
+        verified = float(tries_cells[0] @ g_new[0] + tries_cells[1] @ g_new[1])
+    return WriteOutcome(
+        failed=idx[fail],
+        pulses=int(pair_attempts.sum()),
+        switches=int(switches),
+        junction_failures=int(n_failed_j),
+        most_attempts=int(pair_attempts.max()),
+        e_write_j=e_write,
+        e_verify_j=c.v_read_v**2 * c.t_read_s * verified,
+    )
+
+
+def _one_level_moves(w: np.ndarray, old: np.ndarray, w_max: float, levels: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """If every pair moves by exactly one level (what a training step does), per pair whether its
+    + cell is the one that moves and whether that cell gains a junction in P; else None."""
+    if not levels:
+        return None
+    scale = (levels - 1) / w_max
+    q_new = np.rint(w * scale)
+    q_old = np.rint(old * scale)
+    step = q_new - q_old
+    if not np.abs(step).max() == 1.0:  # (a never-written pair, NaN, goes the general way)
+        return None
+    total = q_new + q_old  # = 2·q_old ± 1: positive on the + side of the grid
+    return total > 0, total * step > 0
+
+
+def _general_moves(w: np.ndarray, old: np.ndarray, w_max: float, levels: int) -> np.ndarray:
+    """Junction switches of each cell, ``(2, m)``: + AP → P, − P → AP."""
+    new_p, new_m = cell_levels(w, w_max, levels)
+    old_p, old_m = cell_levels(old, w_max, levels)
+    return np.stack([new_p - old_p, new_m - old_m])
+
+
+def _junction_g(xb: CrossbarArray, idx: np.ndarray, bounds: np.ndarray, parallel: bool) -> np.ndarray:
+    """``(2, m)`` the junction conductances G_P (``parallel``) or G_AP of both cells of the pairs:
+    their ceiling or floor (``bounds`` of their records), except for stuck cells (their own
+    fabrication values)."""
+    g = np.array(bounds[:, 2:4].T if parallel else bounds[:, 0:2].T, dtype=np.float64)
+    stuck = np.nonzero(bounds[:, 0:2].T == bounds[:, 2:4].T)
+    if stuck[0].size:
+        g[stuck] = (xb.g_p if parallel else xb.g_ap).reshape(2, -1)[stuck[0], idx[stuck[1]]]
+    return g
+
+
+def _cell_trains(xb: CrossbarArray, idx: np.ndarray, bounds: np.ndarray, moves: np.ndarray, noise: NoiseStreams,
+                 i_nom: np.ndarray, inv_rate: np.ndarray, ap_boost: float,
+                 c: CrossbarConfig) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """Pulses and failed junctions per cell ``(2, m)`` for any junction moves, the write energy [J]
+    and the number of junction switches."""
+    m = idx.size
+    moves = moves.T.ravel()  # pair-major (cell 2k + i: cell i of pair k): junctions drawn in pair order
+    owner = np.repeat(np.arange(2 * m), np.abs(moves).astype(np.int64))  # one entry per junction to switch
+    up = moves > 0
+    rate = _pick(up.astype(np.float64), inv_rate[1], inv_rate[0])
+    stuck = (bounds[:, 0:2] == bounds[:, 2:4]).ravel()[owner]  # a stuck cell never confirms
+    tries, failed = _pulse_trains(noise, rate[owner], float(c.write_attempts_max), np.flatnonzero(stuck))
+    attempts = np.bincount(owner, weights=tries, minlength=2 * m)
+    failed_cells = np.bincount(owner, weights=failed, minlength=2 * m)
+    g_p, g_ap = _junction_g(xb, idx, bounds, True).T.ravel(), _junction_g(xb, idx, bounds, False).T.ravel()
+    per_ohm = attempts / np.where(up, g_ap, g_p)
+    to_p = float(per_ohm @ up)
+    e_write = c.t_pulse_s * junctions_per_cell(c) * (i_nom[1] ** 2 / ap_boost * to_p
+                                                     + i_nom[0] ** 2 * (float(per_ohm.sum()) - to_p))
+    return attempts.reshape(m, 2).T, failed_cells.reshape(m, 2).T, e_write, owner.size
