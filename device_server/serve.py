@@ -34,8 +34,11 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
     Raises ``OSError`` (the address is in use, the host unknown) with the address in the message.
     """
+    # uvicorn's rule: IPv6 only for a host written with a colon (``::1``, ``::``), so that
+    # ``localhost`` means 127.0.0.1 even where it resolves to ``::1`` first
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM,
                                                              flags=socket.AI_PASSIVE)[0]
     except socket.gaierror as exc:
         raise OSError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc

@@ -152,3 +152,64 @@ def test_nobody_listening_is_a_connect_error() -> None:
 def test_only_plain_http_urls() -> None:
     with pytest.raises(ValueError, match="http://"):
         SocketTransport("https://example.org")
+
+
+def test_reuse_check_works_on_descriptors_above_1024(scripted) -> None:
+    """A process with many open files (a data loader, a big run) gets descriptor numbers of 1024
+    and above; the check that a pooled connection is still open must not use ``select`` then."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the hard limit on open files ({hard}) is below 1200")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    spare = []
+    try:
+        while True:  # fill the low descriptors, so the transport's socket gets one above 1024
+            spare.append(socket.socket())
+            if spare[-1].fileno() > 1050:
+                break
+        url, seen = scripted(lambda conn, request: conn.sendall(answer(b"{}")))
+        transport = SocketTransport(url)
+        for _ in range(3):  # the second and third take the pooled connection through the check
+            assert transport.exchange("GET", "/x", {}, None, 2.0).status == 200
+        assert len(seen) == 3
+        transport.close()
+    finally:
+        for s in spare:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_every_address_of_the_host_is_tried(scripted, monkeypatch) -> None:
+    """A host that resolves to an address nobody listens on first (``localhost`` as ``::1`` on many
+    systems, the server on 127.0.0.1) is reached at its next address, as httpx would."""
+    url, seen = scripted(lambda conn, request: conn.sendall(answer(b"{}")))
+    port = int(url.rsplit(":", 1)[1])
+    with socket.socket() as dead:
+        dead.bind(("127.0.0.1", 0))  # bound, not listening: refused
+        dead_port = dead.getsockname()[1]
+        real = socket.getaddrinfo
+
+        def resolve(host, port_, *args, **kwargs):
+            if host == "two-addresses.test":
+                first = real("127.0.0.1", dead_port, *args, **kwargs)[0]
+                return [(*first[:4], ("127.0.0.1", dead_port)), *real("127.0.0.1", port_, *args, **kwargs)]
+            return real(host, port_, *args, **kwargs)
+
+        monkeypatch.setattr(socket, "getaddrinfo", resolve)
+        answer_ = SocketTransport(f"http://two-addresses.test:{port}").exchange("GET", "/x", {}, None, 2.0)
+    assert answer_.status == 200 and len(seen) == 1
+
+
+def test_device_ids_are_percent_encoded_in_paths(client) -> None:
+    """An id with a space or a non-ASCII letter reaches the server as it was typed: an unknown one
+    is a 404 naming it, not a client-side crash (``http.client`` refuses such a path unencoded)."""
+    from trainer_client.errors import NotFound
+
+    for name in ("no such", "chïp"):
+        with pytest.raises(NotFound, match="is not in this lab") as info:
+            client.describe(name)
+        assert repr(name) in str(info.value)
+    with pytest.raises(NotFound):  # the server decodes %2F before routing: no such route, still a 404
+        client.describe("a/b")

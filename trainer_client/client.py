@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import httpx
 import numpy as np
@@ -58,6 +58,12 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 #: errors after which the server may have acted: resent only when that is harmless (a GET, a
 #: DELETE, or a write carrying its Idempotency-Key); a forward or relax would cost device time twice.
 _MAYBE_SENT = (httpx.ReadError, httpx.ReadTimeout, httpx.WriteError, httpx.WriteTimeout, httpx.RemoteProtocolError)
+
+
+def _device_path(device_id: str) -> str:
+    """``/v1/devices/<id>`` with the id percent-encoded: an id with a space, a slash or a
+    non-ASCII letter is sent as the server decodes it (an unknown one gets its 404)."""
+    return f"/v1/devices/{quote(device_id, safe='')}"
 
 
 @dataclass
@@ -224,7 +230,7 @@ class DeviceClient:
         if fencing is not None:
             headers["X-Lease-Fencing"] = str(fencing)
         # every operation carries an Idempotency-Key: a retry after a lost answer replays it
-        out = self.request(method, f"/v1/devices/{device_id}/{op_path}", body, headers=headers, write=True)
+        out = self.request(method, f"{_device_path(device_id)}/{op_path}", body, headers=headers, write=True)
         self.totals.add(out["report"])
         if self.media == codec.JSON:  # nested lists -> arrays, so callers see one shape of answer
             for key in ARRAY_LISTS & out.keys():
@@ -243,7 +249,7 @@ class DeviceClient:
         return self.request("GET", "/v1/devices")["devices"]
 
     def describe(self, device_id: str) -> dict[str, Any]:
-        return self.request("GET", f"/v1/devices/{device_id}")
+        return self.request("GET", _device_path(device_id))
 
     def wait_healthy(self, timeout_s: float = 30.0) -> dict[str, Any]:
         """Poll ``/v1/health`` until the server answers (a freshly started server)."""
@@ -272,7 +278,7 @@ class DeviceClient:
             body["ttl_s"] = ttl_s
         if wait:
             body["queue"] = True
-        info = self.request("POST", f"/v1/devices/{device_id}/leases", body, write=True)
+        info = self.request("POST", f"{_device_path(device_id)}/leases", body, write=True)
         if "ticket_id" in info:
             info = self._wait_in_queue(info, wait_timeout_s, on_queue)
         return Lease(self, info, keepalive=keepalive)

@@ -78,17 +78,27 @@ class _Connection(http.client.HTTPConnection):
         super().send(data)
 
     def connect(self) -> None:
-        address = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)[0]
-        sock = socket.socket(address[0], address[1], address[2])
-        try:
-            for level, option, value in SOCKET_OPTIONS:
-                sock.setsockopt(level, option, value)
-            sock.settimeout(self.timeout)
-            sock.connect(address[4])
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = sock
+        """Each address the host resolves to in turn (as ``socket.create_connection`` does: a
+        ``localhost`` that resolves to ``::1`` first still reaches a server on 127.0.0.1), with
+        :data:`SOCKET_OPTIONS` set before the connection is made."""
+        last: OSError | None = None
+        for family, kind, proto, _, address in socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM):
+            sock = socket.socket(family, kind, proto)
+            try:
+                for level, option, value in SOCKET_OPTIONS:
+                    sock.setsockopt(level, option, value)
+                sock.settimeout(self.timeout)
+                sock.connect(address)
+            except OSError as exc:
+                sock.close()
+                last = exc
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            self.sock = sock
+            return
+        raise last if last is not None else OSError(f"{self.host!r} resolves to no address")
 
 
 def _send_all(sock: socket.socket, parts: list[bytes]) -> None:
@@ -101,6 +111,17 @@ def _send_all(sock: socket.socket, parts: list[bytes]) -> None:
             views.pop(0)
         if sent:
             views[0] = views[0][sent:]
+
+
+def _still_open(sock: socket.socket) -> bool:
+    """Whether an idle keep-alive connection can be reused: the server sends nothing on it unless
+    it closed it, so readable means closed (or out of step). ``poll``, not ``select``, where there
+    is one: ``select`` fails on descriptor numbers of 1024 and above."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return not poller.poll(0)
+    return not select.select([sock], [], [], 0)[0]
 
 
 class SocketTransport:
@@ -159,8 +180,7 @@ class SocketTransport:
                 conn = self._idle.pop() if self._idle else None
             if conn is None:
                 break
-            # an idle keep-alive connection is readable only when the server has closed it (EOF)
-            if not select.select([conn.sock], [], [], 0)[0]:
+            if _still_open(conn.sock):
                 return conn
             conn.close()
         conn = _Connection(self.host, self.port, timeout=timeout_s)
