@@ -215,7 +215,8 @@ def written(write: dict, sizes: dict[str, int]) -> str | None:
         return None
     cells = write["program_cells"]
     every = set(cells) == set(sizes) and all(
-        np.unpackbits(np.asarray(c["mask"], np.uint8))[:sizes[name]].all() for name, c in cells.items())
+        np.unpackbits(np.asarray(c["mask"], np.uint8))[:sizes[name]].all() if "mask" in c
+        else np.array_equal(c["index"], np.arange(sizes[name])) for name, c in cells.items())
     return "every" if every else "changed"
 
 
