@@ -64,6 +64,8 @@ FREE, STUCK_P, STUCK_AP = 0, 1, 2
 
 #: Values per block of each noise pool (a few blocks per EP step of a 784-512-10 network).
 NOISE_BLOCK = 1 << 16
+#: Largest layer buffer (all neuron layers of a batch) whose work arrays a crossbar keeps between relax calls [B].
+SETTLE_BUFFER_BYTES = 1 << 20
 #: Above this fraction of input columns that are zero in the whole batch, the input drive skips them.
 SPARSE_INPUT_FRACTION = 0.125
 
@@ -139,6 +141,8 @@ class CrossbarNetwork:
         split = self._xbars[0].split
         #: g̃(v) = v/(v² + D/a) of the folded bias nonlinearity (crossbar_array), None when it is off
         self._bias_den = None if split is None else self.dtype.type(split[2] / split[3])
+        #: rows → the work arrays of :meth:`_settle` (:meth:`_settle_buffers`)
+        self._buffers: dict[int, dict[str, Any]] = {}
 
     def idle(self, max_blocks: int = 1) -> bool:
         """Draw ahead up to ``max_blocks`` blocks (:data:`NOISE_BLOCK` values each, 0.1–0.3 ms) of the
@@ -396,14 +400,19 @@ class CrossbarNetwork:
         """``steps`` synchronous updates from ``states`` (left untouched) of ``len(betas)`` phases
         stacked row-wise (phase ``j``: the ``j``-th equal share of the rows, nudged with ``betas[j]``).
 
-        Returns the true settled states (per layer, all phases' rows), the read energy [J] of the
-        reads driven by neuron layers and the neuron energy [J] summed over the phases, and per
-        phase the residual ``max |s(t) − s(t−1)|`` of the last update. The drive ``W₀x + b₀`` is given.
+        Returns the true settled states (per layer, all phases' rows; arrays of their own), the read
+        energy [J] of the reads driven by neuron layers and the neuron energy [J] summed over the
+        phases, and per phase the residual ``max |s(t) − s(t−1)|`` of the last update. The drive
+        ``W₀x + b₀`` is given.
 
         All layers of all phases live in one buffer (:meth:`_layer_buffer`), double-buffered between
-        updates: the square of the states (read energy and bias nonlinearity), ``g̃``, the neuron
-        energy and the activation are one NumPy call each per update over everything. The matrix
-        products run per phase on its own rows, so each phase gets the bits it would get alone.
+        updates and kept between calls (:meth:`_settle_buffers`): the square of the states (read
+        energy and bias nonlinearity), ``g̃``, the neuron energy and the activation are one NumPy
+        call each per update over everything. The matrix products run per phase on its own rows, so
+        each phase gets the bits it would get alone (one product over all rows does not: OpenBLAS
+        sums a row differently for other row counts, which ``tests/test_crossbar_fast_paths.py``
+        catches at 6 against 12 rows). The output layer's constant input — its bias line and,
+        nudged, ``β y`` — is summed once per call, the nudge's ``−β s_N`` once per update.
         """
         c = self.config
         n = self.n_crossbars
@@ -412,35 +421,39 @@ class CrossbarNetwork:
         groups = len(betas)
         share = rows // groups
         parts = [slice(i * share, (i + 1) * share) for i in range(groups)]
-        cur, cur_s = self._layer_buffer(rows)
-        new, new_s = self._layer_buffer(rows)
+        buf = self._settle_buffers(rows)
+        (cur, cur_s), (new, new_s), scratch = buf["cur"], buf["new"], buf["scratch"]
         for block, s in zip(cur_s, states):
             block[...] = s
-        scratch = np.empty_like(cur)
         # the read energy of the reads a layer drives (forward into k+1, transposed into k) is its
         # squared states weighted by the conductance sums they see: one dot product per update
         sq = scratch if n > 1 else None
-        read_g = self._read_weights_of_states(rows) if n > 1 else None
+        read_g = self._read_weights_of_states(buf["read_g"]) if n > 1 else None
         power = 0.0  # Σ (V/V_read)²·G [S] of those reads, over samples and updates
         den = self._bias_den if n > 1 else None
-        g, g_s = self._layer_buffer(rows) if den is not None else (None, [None] * n)
+        g, g_s = buf["g"] if den is not None else (None, [None] * n)
         xbs = self._xbars
         # the transposed read of crossbar k+1 takes [s, g̃] of layer k+1 (one product, stacked matrices)
-        cats = [None] + [np.empty((rows, 2 * self.sizes[k + 1]), dtype) if den is not None else None
-                         for k in range(1, n)]
+        cats = buf["cats"]
         back = [None] + [xb.backward_matrix() for xb in xbs[1:]]
         fwd = [(*xb.forward_matrices(), xb.b) for xb in xbs]
+        reads = buf["reads"]  # per layer: where the forward read's second product (and the whole read) go
         nudging = y is not None and any(b != 0.0 for b in betas)
+        # the output layer's constant input, whole rows (a broadcast add costs twice a plain one)
+        out_const = np.empty_like(cur_s[-1])
+        out_const[...] = xbs[-1].b
         if nudging:
-            beta_rows = np.repeat(np.asarray(betas, dtype=dtype), share)[:, None]
-            nudge = np.empty_like(cur_s[-1])
+            beta_rows = np.empty_like(out_const)
+            beta_rows[...] = np.repeat(np.asarray(betas, dtype=dtype), share)[:, None]
+            nudge = buf["nudge"]
+            out_const += np.multiply(y, beta_rows, dtype=dtype)
         stno_response = c.activation == "stno"
         zeta_max, q = c.zeta_max, c.q_damping
         gain = zeta_max - 1.0
         lo, one = dtype.type(-(zeta_max + 1.0) / gain), dtype.type(1.0)
         alpha, gamma = dtype.type(gain / (zeta_max + q)), dtype.type((1.0 + q) / (zeta_max + q))
         ones = stno.ones_vector(cur.size, dtype)
-        zeros = np.zeros_like(cur)  # np.maximum against an array: several times faster than against a scalar
+        zeros = buf["zeros"]  # np.maximum against an array: several times faster than against a scalar
         rate = c.relax_rate
         mult, add, sub, div, mm, clip, dot = np.multiply, np.add, np.subtract, np.divide, np.matmul, np.clip, np.dot
         sum_zeta2 = 0.0  # Σ over updates of Σ ζ² (stno neurons: R·I_th²·t_neuron times it is the energy)
@@ -468,24 +481,24 @@ class CrossbarNetwork:
                     np.copyto(h, drive)
                     continue
                 w0, w1, b = fwd[k]
+                whole, second = reads[k]
                 s_in, g_in = cur_s[k - 1], g_s[k - 1]
                 for p in parts:
                     if k + 1 < n:  # the forward read whole, then added to the transposed one
-                        f = mm(s_in[p], w0)
+                        f = mm(s_in[p], w0, out=whole[p])
                         if w1 is not None:
-                            f += g_in[p] @ w1
+                            f += mm(g_in[p], w1, out=second[p])
                         f += b
                         h[p] += f
                     else:
                         mm(s_in[p], w0, out=h[p])
                         if w1 is not None:
-                            h[p] += g_in[p] @ w1
+                            h[p] += mm(g_in[p], w1, out=second[p])
                 if k + 1 == n:
-                    add(h, b, out=h)
-            if nudging:
-                sub(y, cur_s[-1], out=nudge)
-                mult(nudge, beta_rows, out=nudge)
-                add(new_s[-1], nudge, out=new_s[-1])
+                    add(h, out_const, out=h)
+            if nudging:  # + β(y − s_N): β y is in out_const
+                mult(cur_s[-1], beta_rows, out=nudge)
+                sub(new_s[-1], nudge, out=new_s[-1])
             if stno_response:  # the energy's clip, then the activation of stno.activation from it
                 clip(new, lo, one, out=scratch)
                 z2 = new.size + 2.0 * gain * float(dot(scratch, ones)) + gain * gain * float(dot(scratch, scratch))
@@ -510,15 +523,37 @@ class CrossbarNetwork:
         e_neuron += c.r_stno_ohm * c.i_th_a**2 * c.t_neuron_s * sum_zeta2
         if n > 1:  # the bias lines of crossbars 1…n−1, held at the read bias at every update
             power += steps * rows * sum(float(xb.g_sums()[0][xb.n_in]) for xb in xbs[1:])
-        return cur_s, power * c.v_read_v**2 * c.t_read_s, e_neuron, residuals
+        return [s.copy() for s in cur_s], power * c.v_read_v**2 * c.t_read_s, e_neuron, residuals
 
-    def _read_weights_of_states(self, rows: int) -> np.ndarray:
-        """Per entry of a :meth:`_layer_buffer` of ``rows`` samples, the conductance [S] its squared
-        state (in units of V_read²) draws through in one update: layer k+1 drives crossbar k+1 forward
-        (its column sums) and crossbar k transposed (its row sums)."""
-        out, blocks = self._layer_buffer(rows)
+    def _settle_buffers(self, rows: int) -> dict[str, Any]:
+        """The work arrays of :meth:`_settle` for ``rows`` rows, kept between calls while one layer buffer
+        holds at most :data:`SETTLE_BUFFER_BYTES` (an EP step settles 64 and 128 rows: a few hundred kB
+        in all, which a call no longer allocates and faults in anew)."""
+        buf = self._buffers.get(rows)
+        if buf is None:
+            n, dtype = self.n_crossbars, self.dtype
+            cur, new = self._layer_buffer(rows), self._layer_buffer(rows)
+            buf = {
+                "cur": cur, "new": new, "scratch": np.empty_like(cur[0]), "zeros": np.zeros_like(cur[0]),
+                "read_g": np.empty_like(cur[0]), "g": self._layer_buffer(rows),
+                "cats": [None] + [np.empty((rows, 2 * self.sizes[k + 1]), dtype) for k in range(1, n)],
+                "reads": [None] + [tuple(np.empty((rows, self.sizes[k + 1]), dtype) for _ in range(2))
+                                   for k in range(1, n)],
+                "nudge": np.empty((rows, self.sizes[-1]), dtype),
+            }
+            if cur[0].nbytes <= SETTLE_BUFFER_BYTES:  # large batches: made per call (the updates outweigh it)
+                if len(self._buffers) >= 4:  # callers with many batch sizes: keep the latest few
+                    self._buffers.pop(next(iter(self._buffers)))
+                self._buffers[rows] = buf
+        return buf
+
+    def _read_weights_of_states(self, out: np.ndarray) -> np.ndarray:
+        """Per entry of a :meth:`_layer_buffer` (``out``, filled and returned), the conductance [S] its
+        squared state (in units of V_read²) draws through in one update: layer k+1 drives crossbar
+        k+1 forward (its column sums) and crossbar k transposed (its row sums)."""
         n = self.n_crossbars
-        for k, block in enumerate(blocks):
+        rows = out.size // sum(self.sizes[1:])
+        for k, block in enumerate(self._blocks_of(out, rows)):
             g = np.zeros(block.shape[1])
             if k + 1 < n:
                 xb = self._xbars[k + 1]

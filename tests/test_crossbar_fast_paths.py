@@ -133,3 +133,24 @@ def test_stacked_nudged_phases_are_the_phases_run_one_by_one(nudges):
             total[term] += r["energy_terms_j"][term]
     for term, value in total.items():
         assert report["energy_terms_j"][term] == pytest.approx(value, rel=1e-5)
+
+
+def test_work_arrays_kept_between_relax_calls_leave_earlier_answers_alone():
+    """The settle's buffers are kept per batch size: an answer must not be a view of them (a later
+    call of the same size would rewrite it), and a call must not depend on what the last one left."""
+    config = DEFAULT_V1.with_overrides({"read_std": 0.0})
+    rng = np.random.default_rng(14)
+    x, other = rng.uniform(0, 1, (6, 40)), rng.uniform(0, 1, (6, 40))
+    y = np.eye(5)[rng.integers(0, 5, 6)]
+    start = {"W0": rng.uniform(-0.3, 0.3, (24, 40)), "W1": rng.uniform(-0.3, 0.3, (5, 24))}
+    net, fresh = CrossbarNetwork([40, 24, 5], config, seed=3), CrossbarNetwork([40, 24, 5], config, seed=3)
+    net.program(start)
+    fresh.program(start)
+    first, nudged, _ = net.relax_nudged(x, 0.0, y, 12, None, [(0.5, 12)])  # both phases 6 rows: the same buffers
+    kept = [a.copy() for a in first + nudged[0]]
+    net.relax_nudged(other, 0.0, y, 12, None, [(-0.5, 12)])
+    assert all(np.array_equal(a, b) for a, b in zip(first + nudged[0], kept))
+    again, _ = net.relax(x, 0.0, y, 12)
+    want, _ = fresh.relax(x, 0.0, y, 12)
+    assert all(np.array_equal(a, b) for a, b in zip(again, want))
+    assert all(np.array_equal(a, b) for a, b in zip(again, kept[:2]))
