@@ -17,6 +17,8 @@ device may draw them while it is idle between calls, and a call finds them ready
 
 from __future__ import annotations
 
+from collections import deque
+
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -66,45 +68,74 @@ class NoisePool:
     the n-th value handed out depends only on the seed and on n: the same whether the blocks were
     drawn ahead (:meth:`top_up`, while the instrument is idle) or on demand (:meth:`take`). That
     is what lets a driver do its random draws between calls without changing any answer.
+
+    What :meth:`top_up` keeps ready (:attr:`reserve`) is what the calls since the previous top-up
+    took, at most :data:`MAX_RESERVE_BLOCKS` blocks: it follows the work as it changes (one large
+    call does not make every later top-up draw for it again), and one top-up stays short.
     """
+
+    #: the most blocks a top-up keeps ready (a larger call draws the rest when it comes)
+    MAX_RESERVE_BLOCKS = 4
 
     def __init__(self, seed: np.random.SeedSequence, draw: Callable[[np.random.Generator, int], np.ndarray],
                  block: int) -> None:
         self._rng = np.random.default_rng(seed)
         self._draw = draw
         self.block = int(block)
-        self._buf = np.empty(0)
-        self._pos = 0
-        #: most values one call took between two top-ups: what :meth:`top_up` keeps ready
+        self._blocks: deque[np.ndarray] = deque()  # drawn blocks not yet used up, oldest first
+        self._pos = 0  # values of the oldest block already handed out
+        self._ready = 0
+        #: values :meth:`top_up` keeps ready: what the calls since the previous top-up took (capped)
         self.reserve = 0
         self._taken = 0
 
     @property
     def ready(self) -> int:
         """Values drawn and not yet handed out."""
-        return self._buf.size - self._pos
+        return self._ready
 
     def _extend(self, blocks: int) -> None:
-        fresh = [self._draw(self._rng, self.block) for _ in range(blocks)]
-        buf = np.concatenate([self._buf[self._pos:], *fresh])
-        buf.flags.writeable = False  # take() hands out views: nobody may write into the stream
-        self._buf, self._pos = buf, 0
+        for _ in range(blocks):
+            fresh = self._draw(self._rng, self.block)
+            fresh.flags.writeable = False  # take() hands out views: nobody may write into the stream
+            self._blocks.append(fresh)
+            self._ready += fresh.size
 
     def take(self, n: int) -> np.ndarray:
-        """The next ``n`` values (a read-only view; drawn now if fewer are ready)."""
-        short = n - self.ready
+        """The next ``n`` values, read-only (a view when they lie in one block; drawn now if fewer are ready)."""
+        short = n - self._ready
         if short > 0:
             self._extend(-(-short // self.block))
-        out = self._buf[self._pos:self._pos + n]
-        self._pos += n
+        self._ready -= n
         self._taken += n
+        first = self._blocks[0] if self._blocks else None
+        if first is not None and self._pos + n <= first.size:
+            out = first[self._pos:self._pos + n]
+            self._pos += n
+            if self._pos == first.size:
+                self._blocks.popleft()
+                self._pos = 0
+            return out
+        pieces, need = [], n
+        while need:
+            block = self._blocks[0]
+            piece = block[self._pos:self._pos + need]
+            pieces.append(piece)
+            need -= piece.size
+            self._pos += piece.size
+            if self._pos == block.size:
+                self._blocks.popleft()
+                self._pos = 0
+        out = np.concatenate(pieces) if pieces else np.empty(0, dtype=first.dtype if first is not None else float)
+        out.flags.writeable = False
         return out
 
     def top_up(self, max_blocks: int) -> int:
         """Draw up to ``max_blocks`` blocks so that :attr:`reserve` values are ready; returns the blocks drawn."""
-        self.reserve = max(self.reserve, self._taken)
-        self._taken = 0
-        blocks = min(max_blocks, -(-(self.reserve - self.ready) // self.block))
+        if self._taken:
+            self.reserve = min(self._taken, self.MAX_RESERVE_BLOCKS * self.block)
+            self._taken = 0
+        blocks = min(max_blocks, -(-(self.reserve - self._ready) // self.block))
         if blocks > 0:
             self._extend(blocks)
         return max(blocks, 0)

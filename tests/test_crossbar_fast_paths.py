@@ -107,7 +107,12 @@ def test_the_input_drive_leaves_out_only_columns_that_are_zero_in_every_sample()
     x[3, 30] = 0.0  # zero in one sample only: still read
     drive, energy = net._input_drive(x)  # noqa: SLF001
     np.testing.assert_allclose(drive, net._read_forward(0, x), rtol=1e-5, atol=1e-6)  # noqa: SLF001
-    assert energy == pytest.approx(net._read_energy_j(0, x, transposed=False), rel=1e-12)  # noqa: SLF001
+    # the energy of a read of every column (zero ones draw nothing), from the conductances: Σ V²·G·t_read
+    xb, c = net._xbars[0], net.config  # noqa: SLF001
+    col_g = (xb.g[0] + xb.g[1]).sum(axis=0)  # [S] per input column and the bias column (held at V_read)
+    v2 = np.square(x.astype(np.float64))
+    want = c.v_read_v**2 * c.t_read_s * (float((v2 @ col_g[:64]).sum()) + x.shape[0] * col_g[64])
+    assert energy == pytest.approx(want, rel=1e-6)
 
 
 @pytest.mark.parametrize("nudges", [[(0.5, 6), (-0.5, 6), (0.2, 3)], [(0.4, 5)], [(-0.4, 5)], [(0.0, 4), (0.3, 4)]])

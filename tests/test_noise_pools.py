@@ -113,3 +113,20 @@ def test_twin_devices_answer_the_same_whether_or_not_they_idle_between_calls():
         np.testing.assert_array_equal(a, b)
     # idle did draw ahead: every pool holds at least what one call between idles took
     assert all(pool.ready >= pool.reserve > 0 for pool in idler.model.noise.pools.values())
+
+
+def test_the_reserve_follows_the_work_and_stays_bounded():
+    """What a top-up keeps ready is what the calls since the previous top-up took, capped at a few
+    blocks: one large call does not make every later idle period draw for it again."""
+    pool = _pool(block=1000)
+    pool.take(50_000)  # one large call (a forward of thousands of samples, say)
+    while pool.top_up(max_blocks=1):
+        pass
+    assert pool.reserve == NoisePool.MAX_RESERVE_BLOCKS * 1000  # capped
+    for _ in range(3):  # then the usual small calls
+        pool.take(700)
+        drawn = 0
+        while pool.top_up(max_blocks=1):
+            drawn += 1
+        assert pool.reserve == 700 and pool.ready >= 700
+        assert drawn <= 1  # the reserve is topped up by what was used, not by the large call again
