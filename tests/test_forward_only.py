@@ -174,10 +174,10 @@ def test_scff_partners_are_other_samples_of_the_batch() -> None:
 
 
 class RecordingLayers(SoftwareLayers):
-    """The software reference, keeping every input it is sent (what a device would see)."""
+    """A one-layer software reference (6 → 5) keeping every input it is sent (what a device would see)."""
 
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)  # type: ignore[arg-type]
+    def __init__(self) -> None:
+        super().__init__(SIZES[:2], [2.0], STNOActivation())
         self.sent: list[np.ndarray] = []
 
     def forward_layer(self, k: int, u: np.ndarray) -> np.ndarray:
@@ -192,7 +192,7 @@ def test_scff_centres_every_input_the_device_is_sent() -> None:
     x = rng.uniform(0, 1, (10, 6)).astype(np.float32)
     mu = mean_input(x)
     assert mu == pytest.approx(float(np.mean(x.astype(np.float64))))
-    layers = RecordingLayers(SIZES[:2], [2.0], STNOActivation())
+    layers = RecordingLayers()
     trainer = SCFFTrainer(layers, ForwardOnlyConfig(seed=2), input_offset=mu)
     state = trainer.rng.bit_generator.state
     trainer.step(x)
@@ -206,9 +206,9 @@ def test_scff_centres_every_input_the_device_is_sent() -> None:
         trainer.features(x, weights)
         np.testing.assert_array_equal(layers.sent[-1], xc)
     # no offset: the inputs themselves, bit for bit
-    plain = SCFFTrainer(RecordingLayers(SIZES[:2], [2.0], STNOActivation()), ForwardOnlyConfig(seed=2))
-    plain.features(x)
-    assert plain.layers.sent[-1].tobytes() == x.tobytes()  # type: ignore[attr-defined]
+    plain_layers = RecordingLayers()
+    SCFFTrainer(plain_layers, ForwardOnlyConfig(seed=2)).features(x)
+    assert plain_layers.sent[-1].tobytes() == x.tobytes()
     with pytest.raises(ValueError, match="finite"):
         SCFFTrainer(layers, ForwardOnlyConfig(), input_offset=float("nan"))
 

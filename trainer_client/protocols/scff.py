@@ -15,9 +15,11 @@ The first layer's inputs are *centred* by default: the training set's mean input
 and in the probe's features alike (the random device's too). The crossbar's rows are then driven
 with signed read voltages: a pixel with more ink than average drives its row positive, a blank
 one negative, so a unit can weigh the absence of ink as evidence, where an uncentred input in
-``[0, 1]`` leaves a blank pixel's row undriven. Centring commutes with the pair mean, ``(x_i + x_j)/2 − μ =
-((x_i − μ) + (x_j − μ))/2``, so positives, negatives and the shared-weight algebra are unchanged;
-it only moves where the layer's drives sit (docs/forward_only.md has the measurements behind it).
+``[0, 1]`` leaves a blank pixel's row undriven. Centring commutes with the pair mean,
+``(x_i + x_j)/2 − μ = ((x_i − μ) + (x_j − μ))/2``, so positives, negatives and the shared-weight
+algebra are unchanged; only the operating point of the drives moves. On digits (64 wide,
+default-v1, 144 seeds) it raised the trained layer's probe by 0.57 ± 0.07 points and its margin
+over the random device by 0.29 ± 0.13 (docs/forward_only.md).
 
 Deeper layers pair the normalised measured outputs of the previous layer for the positives in
 the same way. Representations are judged by a linear probe (:mod:`trainer_client.probe`) on
