@@ -2,7 +2,7 @@
 
 ``make bench`` (``python -m benchmarks.run``) runs the ones that fit in 30 minutes on the
 development machine; ``make bench-full`` (``--full``) adds the long ones (sweeps of MNIST
-training over each non-ideality; FF and SCFF on MNIST).
+training over each non-ideality; FF and SCFF on MNIST; SCFF's probe margin on digits over seeds).
 """
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ import time
 
 from benchmarks import common  # noqa: F401  (one BLAS thread, before NumPy loads)
 from benchmarks import (crossbar_physics, demo, ep_epoch, ep_mnist, ep_step, forward_only_mnist,  # noqa: E402
-                        macrospin, nonideality_sweep, stno_array)
+                        macrospin, nonideality_sweep, scff_digits_margin, stno_array)
 
 BENCHMARKS = {"ep_step_mnist": ep_step.main, "ep_epoch_mnist": ep_epoch.main, "ep_mnist": ep_mnist.main,
               "demo_digits": demo.main, "stno_array": stno_array.main, "macrospin": macrospin.main,
               "crossbar_physics": crossbar_physics.main}
 FULL_ONLY = {"nonideality_sweep_mnist": nonideality_sweep.main,
-             "forward_only_mnist": lambda: forward_only_mnist.main([])}
+             "forward_only_mnist": lambda: forward_only_mnist.main([]),
+             "scff_digits_margin": lambda: scff_digits_margin.main([])}
 
 
 def main(argv: list[str] | None = None) -> None:

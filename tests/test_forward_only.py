@@ -28,7 +28,7 @@ from trainer_client.protocols.ff import FFTrainer, hard_wrong_labels, wrong_labe
 from trainer_client.protocols.forward_only import ForwardOnlyConfig, LayerwiseTrainer
 from trainer_client.protocols.goodness import GoodnessLoss, STNOActivation, normalise
 from trainer_client.protocols.layers import DeviceLayers, SoftwareLayers
-from trainer_client.protocols.scff import SCFFTrainer, partners
+from trainer_client.protocols.scff import SCFFTrainer, mean_input, partners
 
 SIZES = [6, 5, 4]  # FF: 3 features + 3 classes; SCFF: 6 features
 N_CLASSES = 3
@@ -173,6 +173,46 @@ def test_scff_partners_are_other_samples_of_the_batch() -> None:
         partners(1, rng)
 
 
+class RecordingLayers(SoftwareLayers):
+    """A one-layer software reference (6 → 5) keeping every input it is sent (what a device would see)."""
+
+    def __init__(self) -> None:
+        super().__init__(SIZES[:2], [2.0], STNOActivation())
+        self.sent: list[np.ndarray] = []
+
+    def forward_layer(self, k: int, u: np.ndarray) -> np.ndarray:
+        self.sent.append(np.array(u))
+        return super().forward_layer(k, u)
+
+
+def test_scff_centres_every_input_the_device_is_sent() -> None:
+    """Training pairs and the probe's features (trained and random weights alike) are built from x − μ;
+    the negatives are the mean of two centred inputs, i.e. the centred mean of the two."""
+    rng = np.random.default_rng(8)
+    x = rng.uniform(0, 1, (10, 6)).astype(np.float32)
+    mu = mean_input(x)
+    assert mu == pytest.approx(float(np.mean(x.astype(np.float64))))
+    layers = RecordingLayers()
+    trainer = SCFFTrainer(layers, ForwardOnlyConfig(seed=2), input_offset=mu)
+    state = trainer.rng.bit_generator.state
+    trainer.step(x)
+    trainer.rng.bit_generator.state = state
+    j = partners(len(x), trainer.rng)  # the partners that step drew
+    sent = layers.sent[0]
+    xc = x.astype(np.float64) - mu
+    np.testing.assert_array_equal(sent[:10], xc)
+    np.testing.assert_allclose(sent[10:], (xc + xc[j]) / 2, rtol=0, atol=1e-15)
+    for weights in (None, trainer.initial_weights):
+        trainer.features(x, weights)
+        np.testing.assert_array_equal(layers.sent[-1], xc)
+    # no offset: the inputs themselves, bit for bit
+    plain_layers = RecordingLayers()
+    SCFFTrainer(plain_layers, ForwardOnlyConfig(seed=2)).features(x)
+    assert plain_layers.sent[-1].tobytes() == x.tobytes()
+    with pytest.raises(ValueError, match="finite"):
+        SCFFTrainer(layers, ForwardOnlyConfig(), input_offset=float("nan"))
+
+
 def test_normalised_inputs_fit_the_device_range() -> None:
     y = np.abs(np.random.default_rng(0).normal(size=(50, 30))) * 7
     y[0] = 0.0
@@ -242,6 +282,11 @@ def test_sweep_runner_takes_another_commands_namespace(tmp_path: Path) -> None:
     assert report["overrides"] == {"read_std": 0.02} and report["seed"] == 3 and report["device_seed"] == 3
     assert report["sizes"] == [64, 16] and report["epochs"] == 1
     assert 0.5 < report["random_probe_accuracy"] < 1 and 0.5 < report["test_accuracy"] < 1
+    from trainer_client.datasets import load
+
+    hyper = report["hyperparameters"]  # inputs centred on the training set's mean value by default
+    assert hyper["centre"] is True and hyper["input_offset"] == pytest.approx(mean_input(load("digits").x_train))
+    assert 0.2 < hyper["input_offset"] < 0.4
     lab = (tmp_path / "lab.toml").read_text()
     assert "read_std = 0.02" in lab and "seed = 3" in lab
 
@@ -249,7 +294,7 @@ def test_sweep_runner_takes_another_commands_namespace(tmp_path: Path) -> None:
 def test_hil_train_sweep_scff_varies_a_setting_over_http(tmp_path: Path) -> None:
     """``hil-train sweep scff``: one run per value on a device built with that setting, a summary per value."""
     subprocess.run([sys.executable, "-m", "trainer_client.cli", "sweep", "scff", "--param", "read_std",
-                    "--values", "0,0.05", "--seeds", "1", "--epochs", "1", "--hidden", "16", "--quiet",
+                    "--values", "0,0.05", "--seeds", "1", "--epochs", "1", "--hidden", "16", "--no-centre", "--quiet",
                     "--no-progress", "--out", str(tmp_path)], check=True, timeout=300, capture_output=True)
     result = json.loads((tmp_path / "sweep.json").read_text())
     assert [s["value"] for s in result["summary"]] == [0.0, 0.05] and result["protocol"] == "scff"
@@ -258,3 +303,4 @@ def test_hil_train_sweep_scff_varies_a_setting_over_http(tmp_path: Path) -> None
         assert f"read_std = {value}" in (point / "lab.toml").read_text()
         report = json.loads((point / "report.json").read_text())
         assert report["overrides"] == {"read_std": float(value)} and 0.5 < report["random_probe_accuracy"] < 1
+        assert report["hyperparameters"]["centre"] is False and report["hyperparameters"]["input_offset"] == 0.0

@@ -141,6 +141,10 @@ def add_forward_only_arguments(p: argparse.ArgumentParser, protocol: str) -> Non
         p.add_argument("--negatives", choices=NEGATIVES, default="random",
                        help="wrong label uniform, or drawn from the network's own goodness "
                        "(Hinton's hard negatives)")
+    if protocol == "scff":
+        p.add_argument("--centre", action=argparse.BooleanOptionalAction, default=d["centre"],
+                       help="subtract the training set's mean input value (one number) from every input, so the "
+                       "crossbar rows are driven with signed voltages (--no-centre: inputs as given)")
     p.add_argument("--eval-every", type=non_negative_int, default=1 if protocol == "ff" else 0,
                    help="test every N epochs (0: only after the last)" + ("" if protocol == "ff" else
                                                                           "; each is a probe fit"))

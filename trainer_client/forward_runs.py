@@ -36,14 +36,16 @@ from trainer_client.protocols.ff import FFTrainer
 from trainer_client.protocols.forward_only import ForwardOnlyConfig
 from trainer_client.protocols.goodness import STNOActivation
 from trainer_client.protocols.layers import DeviceLayers, Layers, SoftwareLayers
-from trainer_client.protocols.scff import SCFFTrainer
+from trainer_client.protocols.scff import SCFFTrainer, mean_input
 from trainer_client.provenance import provenance
 from trainer_client.report import write_report
 
-#: Defaults per protocol (chosen on digits with the software reference; see docs/cli.md).
+#: Defaults per protocol, chosen on digits (FF with the software reference, see docs/cli.md; SCFF on
+#: the default-v1 device over many seeds, see docs/forward_only.md).
 DEFAULTS: dict[str, dict[str, Any]] = {
     "ff": {"hidden": [256, 256], "epochs": 30, "batch_size": 64, "lr": 0.005, "threshold": 0.2, "sharpness": 20.0},
-    "scff": {"hidden": [64], "epochs": 30, "batch_size": 32, "lr": 0.003, "threshold": 0.2, "sharpness": 50.0},
+    "scff": {"hidden": [64], "epochs": 30, "batch_size": 32, "lr": 0.003, "threshold": 0.2, "sharpness": 50.0,
+             "centre": True},
 }
 
 
@@ -153,7 +155,11 @@ def run_protocol(args: argparse.Namespace, protocol: str, overrides: Mapping[str
             history = train_layerwise(trainer, data.x_train, data.y_train, args.epochs, evaluate, s.totals,
                                       progress=not args.no_progress, log=log)
         else:
-            trainer = SCFFTrainer(s.layers, config)
+            offset = mean_input(data.x_train) if args.centre else 0.0
+            trainer = SCFFTrainer(s.layers, config, input_offset=offset)
+            if args.centre:
+                log(f"inputs centred: the training set's mean input value {offset:.4f} is subtracted from every "
+                    f"input (--no-centre: inputs as given)")
 
             def probe(weights: dict | None = None) -> float:
                 f_train = trainer.features(data.x_train, weights)
@@ -198,7 +204,8 @@ def run_protocol(args: argparse.Namespace, protocol: str, overrides: Mapping[str
                                 **({"label_scale": args.label_scale, "label_repeat": args.label_repeat,
                                     "negatives": args.negatives}
                                    if protocol == "ff" else {}),
-                                **({"probe": "StandardScaler + LogisticRegression(max_iter=1000)"}
+                                **({"centre": args.centre, "input_offset": offset,
+                                    "probe": "StandardScaler + LogisticRegression(max_iter=1000)"}
                                    if protocol == "scff" else {})},
             "device": {k: s.info.get(k) for k in ("kind", "topology", "model_version", "calibration_id", "driver")},
             "server_url": s.url,
