@@ -139,6 +139,14 @@ class CrossbarArray:
         """The grid targets in records (NaN: never written)."""
         return records[:, self._f]
 
+    def programmed(self, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Grid targets and conductances G⁺, G⁻ [S] of the pairs at flat indices ``pairs`` (copies):
+        one gathered record per pair."""
+        rows = self.records.take(pairs, axis=0)
+        f = self._f
+        return (np.ascontiguousarray(rows[:, f]), np.ascontiguousarray(rows[:, f + 1]),
+                np.ascontiguousarray(rows[:, f + 2]))
+
     @property
     def pairs(self) -> int:
         return self.n_out * (self.n_in + 1)

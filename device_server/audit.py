@@ -8,12 +8,14 @@ request id and idempotency key, the outcome and status, and the device time and 
 
 The record is made when the answer's status line is ready and before it is sent. Records of
 calls that changed something are committed with an fsync, in a worker thread (the commit stays
-off the event loop), before the answer goes out. Those of measurements and refusals — and every
+off the event loop), before the answer goes out; a device write on a durable server commits its
+record in the transaction that makes the write durable (one fsync for both, on the device's
+thread), as the record of an answer 200. Those of measurements and refusals — and every
 record of a store that is not durable — are queued and committed in batches of
 :data:`~device_server.store.AUDIT_BATCH` without an fsync (before any later record, any audit
 query, and at shutdown): a measurement costs no commit and no thread hop of its own, and a crash
 of the server loses at most the queued records of calls that changed nothing. A training step
-pays one fsync for its write, none per phase. Queue long-polls and plain reads are not recorded.
+pays one fsync for its write and its record, none per phase. Queue long-polls and plain reads are not recorded.
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ class AuditTrail:
 
     async def answered(self, scope: Scope, message: Message) -> None:
         """Record the call whose answer ``message`` (``http.response.start``) is about to go out."""
-        record = self._record(scope, message)
+        if message["status"] < 400 and scope.get("state", {}).get("audit", {}).get("committed"):
+            return  # a durable write: its record was committed with the write (Store.audit_in)
+        record = record_of(scope, message)
         if record is None:
             return
         # a call that changed something waits for the disk; a measurement or a refusal need
@@ -62,39 +66,42 @@ class AuditTrail:
     async def failed(self, scope: Scope) -> None:
         """Record a call that raised before any answer (answered 500 by the outermost middleware):
         the calls most in need of a record are not the ones missing."""
-        record = self._record(scope, {"status": 500, "headers": []}, always=True)
+        record = record_of(scope, {"status": 500, "headers": []}, always=True)
         if record is not None:
             await anyio.to_thread.run_sync(self.store.append_audit, record, True)
 
-    def _record(self, scope: Scope, message: Message, always: bool = False) -> dict[str, Any] | None:
-        state = scope.get("state", {})
-        status = int(message["status"])
-        route = scope.get("route")
-        action = getattr(route, "name", None)
-        info: dict[str, Any] = state.get("audit", {})
-        operation = "device_time_s" in info
-        if not always and scope["method"] not in WRITE_METHODS and status not in REFUSED and not operation:
-            return None
-        headers = dict(scope.get("headers") or [])
-        principal = state.get("principal")
-        replayed = any(k.lower() == b"idempotent-replayed" for k, _ in message.get("headers", []))
-        params = scope.get("path_params") or {}
-        return {
-            "at": time.time(),
-            "request_id": state.get("request_id"),
-            "key_id": principal.key_id if principal else state.get("claimed_key_id"),
-            "key_name": principal.name if principal else None,
-            "role": principal.role if principal else None,
-            "method": scope["method"],
-            "path": scope.get("path", "")[:500],
-            "action": info.get("action", action),
-            "device_id": info.get("device_id", params.get("device_id")),
-            "lease_id": info.get("lease_id", params.get("lease_id")),
-            "fencing": info.get("fencing"),
-            "idempotency_key": headers.get(b"idempotency-key", b"").decode("latin-1")[:200] or None,
-            "status": status,
-            "outcome": outcome_of(status, replayed),
-            "detail": info.get("detail") or state.get("problem_detail"),
-            "device_time_s": info.get("device_time_s"),
-            "energy_j": info.get("energy_j"),
-        }
+
+def record_of(scope: Scope, message: Message, always: bool = False) -> dict[str, Any] | None:
+    """The audit record of the call ``scope`` answered by ``message`` (its status and headers); None for a
+    call that is not recorded (a plain read). ``always``: record it whatever it was."""
+    state = scope.get("state", {})
+    status = int(message["status"])
+    route = scope.get("route")
+    action = getattr(route, "name", None)
+    info: dict[str, Any] = state.get("audit", {})
+    operation = "device_time_s" in info
+    if not always and scope["method"] not in WRITE_METHODS and status not in REFUSED and not operation:
+        return None
+    headers = dict(scope.get("headers") or [])
+    principal = state.get("principal")
+    replayed = any(k.lower() == b"idempotent-replayed" for k, _ in message.get("headers", []))
+    params = scope.get("path_params") or {}
+    return {
+        "at": time.time(),
+        "request_id": state.get("request_id"),
+        "key_id": principal.key_id if principal else state.get("claimed_key_id"),
+        "key_name": principal.name if principal else None,
+        "role": principal.role if principal else None,
+        "method": scope["method"],
+        "path": scope.get("path", "")[:500],
+        "action": info.get("action", action),
+        "device_id": info.get("device_id", params.get("device_id")),
+        "lease_id": info.get("lease_id", params.get("lease_id")),
+        "fencing": info.get("fencing"),
+        "idempotency_key": headers.get(b"idempotency-key", b"").decode("latin-1")[:200] or None,
+        "status": status,
+        "outcome": outcome_of(status, replayed),
+        "detail": info.get("detail") or state.get("problem_detail"),
+        "device_time_s": info.get("device_time_s"),
+        "energy_j": info.get("energy_j"),
+    }

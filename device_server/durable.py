@@ -14,13 +14,15 @@ its retry replays the stored answer) or wholly absent (and its retry applies it)
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from device_server.drivers.base import Driver
 from device_server.lab import Lab
-from device_server.store import StateJournal, StateMismatch, Store, apply_changes
+from device_server.store import REPLAY_PRUNE_EVERY, StateJournal, StateMismatch, Store, apply_changes
 from trainer_client import codec
 
 log = logging.getLogger("device_server.durable")
@@ -34,8 +36,15 @@ class DurableDevices:
     def __init__(self, store: Store, lab: Lab) -> None:
         self.store = store
         self.journals: dict[str, StateJournal] = {}
+        #: devices whose driver's list of changed cells was found incomplete: diffed whole
+        self.untracked: set[str] = set()
+        #: (device, operation, key) of the answers stored on disk for a replay, oldest first: the store keeps
+        #: fewer than the newest DURABLE_REPLAYS + REPLAY_PRUNE_EVERY (Store.remember); an older key is not on disk
+        self.replay_keys: OrderedDict[tuple[str, str, str], None] = OrderedDict()
         if not store.durable:
             return
+        for entry in store.replay_keys():
+            self._kept(entry)
         for device_id, driver in lab.devices.items():
             try:
                 fresh = driver.export_state()
@@ -71,14 +80,33 @@ class DurableDevices:
         return StateJournal(driver.export_state())
 
     def persist_write(self, device_id: str, driver: Driver, operation: str, idempotency_key: str | None,
-                      owner: str, fingerprint: object, content: dict[str, Any]) -> None:
-        """Make a write durable (its changed cells and its answer) before it is acknowledged."""
+                      owner: str, fingerprint: object, content: dict[str, Any], encoded: bytes | None = None,
+                      audit: Mapping[str, Any] | None = None) -> None:
+        """Make a write durable (its changed cells and its answer) before it is acknowledged.
+
+        The changed cells are the driver's own list when it keeps one (``Driver.state_changes``),
+        else the difference between its whole exported state and the persisted copy. A snapshot
+        (when the journal has outgrown it) is written from the whole state, and the driver's list
+        is checked against it then: a driver found to miss cells is diffed whole from then on.
+        ``encoded``: the answer already encoded as MessagePack (what is stored for a replay);
+        ``audit``: the call's audit record, committed in the same transaction.
+        """
         if not self.store.durable:
             return
         journal = self.journals.get(device_id)
-        state = driver.export_state() if journal is not None else None
-        compact = journal is not None and journal.due_for_compaction()
-        changes = journal.changes(state) if journal is not None and not compact else {}
+        compact, changes, state = False, {}, None
+        if journal is not None:
+            compact = journal.due_for_compaction()
+            tracked = driver.state_changes() if device_id not in self.untracked else None
+            if compact or tracked is None:
+                state = driver.export_state()
+            if compact:
+                if tracked is not None:
+                    self._check_tracked(device_id, journal, tracked, state)
+            elif tracked is not None:
+                changes = journal.tracked(tracked)
+            else:
+                changes = journal.changes(state)
         with self.store.transaction() as conn:
             if compact:
                 self.store.snapshot(conn, device_id, driver.state_identity(), state)
@@ -86,11 +114,36 @@ class DurableDevices:
                 self.store.journal_write(conn, device_id, changes)
             if idempotency_key:
                 self.store.remember(conn, device_id, operation, idempotency_key, owner, str(fingerprint),
-                                    codec.encode(content, codec.MSGPACK), DURABLE_REPLAYS)
+                                    encoded if encoded is not None else codec.encode(content, codec.MSGPACK),
+                                    DURABLE_REPLAYS)
+                self._kept((device_id, operation, idempotency_key))
+            if audit is not None:
+                self.store.audit_in(conn, audit)
         if compact:
             self.journals[device_id] = StateJournal(state)
         elif journal is not None:
             journal.accept(changes)
+
+    def _check_tracked(self, device_id: str, journal: StateJournal, tracked: Any, state: dict[str, np.ndarray]) -> None:
+        """Before a snapshot replaces ``journal``: do the persisted arrays moved by the driver's list of
+        changes equal the whole exported state? If not, log it and diff that device whole from now on."""
+        journal.accept(journal.tracked(tracked))  # the copy is dropped after the snapshot anyway
+        wrong = journal.differs(state)
+        if wrong:
+            self.untracked.add(device_id)
+            log.error("device %s: the driver's list of changed cells missed changes in %s; its state is "
+                      "persisted whole from now on (the snapshot being written holds it all)", device_id, wrong)
+
+    def _kept(self, entry: tuple[str, str, str]) -> None:
+        self.replay_keys[entry] = None
+        self.replay_keys.move_to_end(entry)
+        if len(self.replay_keys) > DURABLE_REPLAYS + REPLAY_PRUNE_EVERY:
+            self.replay_keys.popitem(last=False)
+
+    def may_replay(self, device_id: str, operation: str, key: str) -> bool:
+        """Whether an answer to ``key`` may be stored on disk (kept before this start, or since):
+        only then is it worth a look (:meth:`recall`) that costs a query on the device's thread."""
+        return self.store.durable and (device_id, operation, key) in self.replay_keys
 
     def rollback(self, device_id: str, driver: Driver) -> None:
         """Put the device back to its last persisted state after a write that was not acknowledged.

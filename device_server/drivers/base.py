@@ -280,6 +280,18 @@ class Driver(ABC):
         """
         raise NotImplementedError
 
+    def state_changes(self) -> Mapping[str, tuple[np.ndarray, np.ndarray]] | None:
+        """Optional: the cells of :meth:`export_state` that changed since the previous call, per
+        array ``(flat indices, values now)``; ``None`` (the default) when the driver does not know,
+        and the server compares the whole exported state with what it persisted last.
+
+        A driver that tracks its writes saves a durable server that comparison at every write
+        (milliseconds for a large chip). It must list every cell that changed (listing unchanged
+        ones too is allowed), and answer ``None`` after :meth:`restore_state`. The server checks
+        the tracked cells against a whole export whenever it writes a snapshot.
+        """
+        return None
+
     def restore_state(self, state: Mapping[str, np.ndarray]) -> None:
         """Put back a state from :meth:`export_state` of the same device, bit for bit.
 

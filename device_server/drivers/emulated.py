@@ -282,6 +282,13 @@ class EmulatedCrossbar(ModelBacked, Driver):
         """
         return {**self.model.export_state(), JUNCTION_STATE: self.junctions.state}
 
+    def state_changes(self) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+        """The written cells (:meth:`CrossbarNetwork.state_changes`) and every test junction (a few bytes)."""
+        changes = self.model.state_changes()
+        if changes is None:
+            return None
+        return {**changes, JUNCTION_STATE: (np.arange(self.junctions.count), self.junctions.state.copy())}
+
     def restore_state(self, state: Mapping[str, np.ndarray]) -> None:
         state = dict(state)
         junctions = state.pop(JUNCTION_STATE, None)  # absent in a state saved before junctions were persisted

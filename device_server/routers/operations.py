@@ -23,6 +23,7 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
+from device_server.audit import record_of
 from device_server.auth import Principal, caller
 from device_server.body import (
     INLINE_BYTES,
@@ -151,7 +152,7 @@ async def run_operation(
                                "action": action}
         if idempotency_key:
             stored = ctx.idempotency.lookup(device_id, operation, idempotency_key, fingerprint)
-            if stored is None and writes and ctx.durable.store.durable:  # answered before a restart?
+            if stored is None and writes and ctx.durable.may_replay(device_id, operation, idempotency_key):
                 try:
                     stored = await ctx.on_device(device_id, ctx.durable.recall, device_id, operation,
                                                  idempotency_key, fingerprint)
@@ -173,16 +174,18 @@ async def run_operation(
                 result = call(driver)
                 content = _with_provenance(result, driver, operation, device_id, lease, request_id,
                                            time.perf_counter() - started, clipped)
-                if durable:
+                data = codec.encode(content, answer_media)
+                if durable:  # a MessagePack answer is stored for a replay as it was encoded
                     ctx.durable.persist_write(device_id, driver, operation, idempotency_key if writes else None, owner,
-                                              fingerprint, content)
+                                              fingerprint, content, data if answer_media == codec.MSGPACK else None,
+                                              _ok_record(request, content["report"]) if writes else None)
             except BaseException:
                 if persisted:
                     ctx.durable.rollback(device_id, driver)
                 raise
             if idempotency_key:
                 ctx.idempotency.store(device_id, operation, idempotency_key, fingerprint, content)
-            return content, codec.encode(content, answer_media)
+            return content, data
 
         t0 = time.perf_counter()
         content, data = await ctx.on_device(device_id, execute)
@@ -194,6 +197,15 @@ async def run_operation(
             await asyncio.sleep(pace)
     idle = None if type(driver).idle is Driver.idle else partial(ctx.after_answer, device_id, driver.idle)
     return Response(data, media_type=answer_media, background=None if idle is None else after_sent(idle))
+
+
+def _ok_record(request: Request, report: dict[str, Any]) -> dict[str, Any] | None:
+    """The audit record of this call answered 200, committed with its write (``committed``: the edge
+    then records no second one; an answer that fails after all is recorded by the edge as such)."""
+    request.state.audit |= {"device_time_s": report["device_time_s"], "energy_j": report["energy_j"]}
+    record = record_of(request.scope, {"status": 200, "headers": []})
+    request.state.audit["committed"] = True
+    return record
 
 
 def _headers(request: Request) -> tuple[str | None, int | None, str | None]:
