@@ -143,9 +143,9 @@ class CrossbarNetwork:
         self._bias_den = None if split is None else self.dtype.type(split[2] / split[3])
         #: rows → the work arrays of :meth:`_settle` (:meth:`_settle_buffers`)
         self._buffers: dict[int, dict[str, Any]] = {}
-        #: per crossbar, the pair indices written since the last :meth:`state_changes` (None: not known)
-        self._written: list[list[np.ndarray]] | None = [[] for _ in self._xbars]
-        self._written_count = 0
+        #: per crossbar, the pairs written since the last :meth:`state_changes`: index arrays, or a flag
+        #: per pair once they outnumber the pairs (:meth:`_note_written`); None: not known
+        self._written: list[list[np.ndarray] | np.ndarray] | None = [[] for _ in self._xbars]
 
     def idle(self, max_blocks: int = 1) -> bool:
         """Draw ahead up to ``max_blocks`` blocks (:data:`NOISE_BLOCK` values each, 0.1–0.3 ms) of the
@@ -787,38 +787,47 @@ class CrossbarNetwork:
     def _note_written(self, k: int, pairs: np.ndarray) -> None:
         """Remember that crossbar ``k``'s pairs ``pairs`` were written (for :meth:`state_changes`).
 
-        Past as many pairs as the chip has since the last call, the list is dropped (the changes
-        are then "not known"): a caller that never asks (a server without durable state) keeps at
-        most one chip's worth of indices.
+        Kept as the written index arrays while they hold fewer indices than the crossbar has pairs
+        (a durable server asks after every write: a list of one array); past that, as a flag per
+        pair (a caller that never asks, a server without durable state, holds a byte per pair and
+        pays a scatter per write).
         """
-        if self._written is None or not pairs.size:
+        if self._written is None:
             return
-        self._written_count += pairs.size
-        if self._written_count > sum(xb.pairs for xb in self._xbars):
-            self._written = None
+        held = self._written[k]
+        if isinstance(held, np.ndarray):
+            held[pairs] = True
             return
-        self._written[k].append(pairs)
+        held.append(pairs)
+        if sum(a.size for a in held) > self._xbars[k].pairs:
+            flags = np.zeros(self._xbars[k].pairs, dtype=bool)
+            for a in held:
+                flags[a] = True
+            self._written[k] = flags
 
     def state_changes(self) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
         """The cells of :meth:`export_state` written since the previous call: per exported array,
         flat indices (row-major, int64) and their values now; None when they are not known (after
-        :meth:`restore_state`, or after more writes than the chip has pairs), and the caller must
-        compare whole states. Each call starts a new interval.
+        :meth:`restore_state`), and the caller must compare whole states. Each call starts a new
+        interval.
 
         Why: a server with durable state journals every write; comparing whole exported states
         costs a training step about 3 ms (a 6 MB gather and a 13 MB comparison), the written
-        pairs about 0.1 ms. An index may repeat, and a pair written to its old value is listed too
-        (the caller may compare): what is listed holds the values of the state now.
+        pairs about 0.2 ms. An index may repeat, and a pair written to the value it held is
+        listed too: what is listed holds the values of the state now.
         """
-        written, self._written, self._written_count = self._written, [[] for _ in self._xbars], 0
+        written, self._written = self._written, [[] for _ in self._xbars]
         if written is None:
             return None
         out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for k, xb in enumerate(self._xbars):
-            parts = written[k]
-            if not parts:
+            held = written[k]
+            if isinstance(held, np.ndarray):
+                pairs = np.flatnonzero(held)
+            elif held:
+                pairs = np.concatenate(held).astype(np.int64, copy=False)
+            else:
                 continue
-            pairs = np.concatenate(parts).astype(np.int64, copy=False)
             target, g_plus, g_minus = xb.programmed(pairs)
             # x{k}.g is (2, n_out, n_in+1): the + cells' conductances, then the − cells'
             out[f"x{k}.g"] = (np.concatenate([pairs, pairs + xb.pairs]), np.concatenate([g_plus, g_minus]))
@@ -860,7 +869,7 @@ class CrossbarNetwork:
             xb.set_state(np.clip(np.asarray(state[f"x{k}.g"], dtype=np.float64), xb.floor, xb.ceil),
                          np.asarray(state[f"x{k}.target"], dtype=np.float64))
         self._drive_cache = None  # the input drive belongs to the conductances just replaced
-        self._written, self._written_count = None, 0  # every cell may have changed
+        self._written = None  # every cell may have changed
 
     # ------------------------------------------------------------------ description
     def describe(self) -> dict[str, Any]:

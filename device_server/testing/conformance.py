@@ -57,6 +57,8 @@ RULES: dict[str, str] = {
               "written as the same whole arrays would be, or refused with a 422 naming 'cells'",
     "state-restore": "export_state/restore_state (where implemented) round-trip the programmed state bit for bit "
                      "into a fresh device; a state that does not fit is refused with ValueError and changes nothing",
+    "state-changes": "state_changes (where implemented) lists every cell the kit's calls changed: the state before "
+                     "them, moved by the list, is the state after, bit for bit; after restore_state it answers None",
 }
 #: How far beyond a limit the kit probes, as a fraction of the limit's scale.
 PROBE_MARGIN = 0.5
@@ -141,14 +143,47 @@ def run_conformance(driver_cls: type[Driver], entry: Mapping[str, Any], name: st
         return report
     lab = Lab(name="conformance", source="kit", config_sha256="", devices={d.device_id: d for d in twins})
     app = create_app(Settings(latency="virtual", open=True, ephemeral=True), lab)  # a private, forgotten server
+    tracks = driver_cls.export_state is not Driver.export_state and driver_cls.state_changes is not Driver.state_changes
+    if tracks:
+        twins[0].state_changes()  # the interval starts with the session
+        start = {k: np.array(v, copy=True) for k, v in twins[0].export_state().items()}
     with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=60) as http:
         _Session(http, declaration, report).run()
+    if tracks:
+        try:
+            _check_state_changes(driver_cls, entry, start, twins[0], report)
+        except Exception as exc:  # noqa: BLE001
+            report.fail("state-changes", f"{type(exc).__name__}: {exc}")
     if driver_cls.export_state is not Driver.export_state:
         try:
             _check_state_restore(driver_cls, entry, twins[0], report)
         except Exception as exc:  # noqa: BLE001
             report.fail("state-restore", f"{type(exc).__name__}: {exc}")
     return report
+
+
+def _check_state_changes(driver_cls: type[Driver], entry: Mapping[str, Any], start: dict[str, np.ndarray],
+                         used: Driver, report: ConformanceReport) -> None:
+    """The cells the driver lists as changed over the session must take ``start`` to its state now:
+    a durable server journals exactly those (and catches a miss only at its next snapshot)."""
+    changes = used.state_changes()
+    if changes is None:
+        report.notes.append("state_changes answered None after the session (more writes than it tracks): not checked")
+        return
+    report.checked.add("state-changes")
+    moved = {k: np.array(v, copy=True) for k, v in start.items()}
+    for name, (index, values) in changes.items():
+        if name not in moved:
+            report.fail("state-changes", f"lists {name!r}, which export_state does not have")
+            return
+        moved[name].reshape(-1)[np.asarray(index)] = values
+    diff = _first_difference(moved, used.export_state())
+    if diff:
+        report.fail("state-changes", f"the listed cells miss a change at {diff}")
+    fresh = driver_cls.from_lab_entry("kit-d", dict(entry))
+    fresh.restore_state(start)
+    if fresh.state_changes() is not None:
+        report.fail("state-changes", "after restore_state it still lists cells (it cannot know what changed)")
 
 
 def _check_state_restore(driver_cls: type[Driver], entry: Mapping[str, Any], used: Driver,
