@@ -57,7 +57,7 @@ from device_models.crossbar_array import CrossbarArray
 from device_models.noise import NoiseStreams, exponential, standard_normal
 from device_models.write_verify import WriteOutcome, junctions_per_cell, pulse_physics, write_pairs
 
-MODEL_VERSION = "crossbar-1.2"
+MODEL_VERSION = "crossbar-1.3"
 
 #: Codes of a cell's fabrication state.
 FREE, STUCK_P, STUCK_AP = 0, 1, 2
@@ -442,9 +442,10 @@ class CrossbarNetwork:
         fwd = [(*xb.forward_matrices(), xb.b) for xb in xbs]
         reads = buf["reads"]  # per layer: where the forward read's second product (and the whole read) go
         nudging = y is not None and any(b != 0.0 for b in betas)
-        # the output layer's constant input, whole rows (a broadcast add costs twice a plain one)
+        # the output layer's constant input, whole rows (a broadcast add costs twice a plain one): its
+        # bias line (a single crossbar's is in the drive already) and, nudged, β y
         out_const = np.empty_like(cur_s[-1])
-        out_const[...] = xbs[-1].b
+        out_const[...] = xbs[-1].b if n > 1 else 0.0
         if nudging:
             beta_rows = np.empty_like(out_const)
             beta_rows[...] = np.repeat(np.asarray(betas, dtype=dtype), share)[:, None]
@@ -480,8 +481,10 @@ class CrossbarNetwork:
                     if k == 0:
                         add(h, drive, out=h)
                         continue
-                elif k == 0:
+                elif k == 0:  # a single crossbar: the drive, and the nudge's β y
                     np.copyto(h, drive)
+                    if nudging:
+                        add(h, out_const, out=h)
                     continue
                 w0, w1, b = fwd[k]
                 whole, second = reads[k]

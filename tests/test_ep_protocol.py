@@ -20,7 +20,8 @@ from trainer_client.protocols.ep import EPConfig, EPNetwork, EPTrainer, nudge_ta
 from trainer_client.protocols.ep_software import SoftwareDevice
 from trainer_client.training import Checkpoint, train_ep
 
-DEVICES = {"digits-small": [64, 32, 10], "digits-two-hidden": [64, 48, 32, 10], "digits-ideal": [64, 32, 10]}
+DEVICES = {"digits-small": [64, 32, 10], "digits-two-hidden": [64, 48, 32, 10], "digits-ideal": [64, 32, 10],
+           "digits-linear-ideal": [64, 10], "digits-deep-ideal": [64, 24, 16, 10]}
 
 
 @pytest.fixture(scope="module")
@@ -214,3 +215,31 @@ def test_http_is_transparent_the_ideal_device_trains_the_same_weights_in_process
         assert np.array_equal(remote.net.weights[name], w), name
     assert any(np.abs(w - w0).max() > 1e-3 for w, w0 in zip(local.net.weights.values(), EPNetwork.init(
         DEVICES["digits-ideal"], w_max, np.random.default_rng(4)).weights.values()))  # it did train
+
+
+@pytest.mark.parametrize("device", ["digits-linear-ideal", "digits-ideal", "digits-deep-ideal"])
+@pytest.mark.parametrize("nudging", ["symmetric", "one-sided"])
+def test_the_ideal_device_over_http_trains_the_software_reference_bit_for_bit(lab_url, digits, device, nudging):
+    """The software reference (plain NumPy, in this process) and the ideal device over HTTP (its
+    nudged phases fused with the free phase on the server) train the same weights bit for bit:
+    no hidden layer, one, two. With one crossbar, ``crossbar-1.2`` left the nudge's ``+βy`` out."""
+    from threadpoolctl import threadpool_limits
+
+    sizes = DEVICES[device]
+    eye = np.eye(10, dtype=np.float32)
+    config = EPConfig(batch_size=32, seed=4, nudging=nudging, t1=15, t2=6, lrs=[0.1, 0.05, 0.05][-(len(sizes) - 1):])
+    with threadpool_limits(1), DeviceClient(lab_url) as client, client.lease(device, holder="test") as lease:
+        info = lease.describe()
+        w_max = info["topology"]["w_max"]
+        soft = EPTrainer(SoftwareDevice(sizes, w_max, info["settings"]),
+                         EPNetwork.init(sizes, w_max, np.random.default_rng(4)), config)
+        remote = EPTrainer(lease, EPNetwork.init(sizes, w_max, np.random.default_rng(4)), config)
+        assert remote.fused and not soft.fused
+        for i in range(0, 320, 32):
+            batch = (digits.x_train[i:i + 32], eye[digits.y_train[i:i + 32]])
+            soft.step(*batch)
+            remote.step(*batch)
+    start = EPNetwork.init(sizes, w_max, np.random.default_rng(4)).weights
+    for name, w in soft.net.weights.items():
+        assert np.array_equal(remote.net.weights[name], w), name
+        assert np.abs(w - start[name]).max() > 1e-4, name  # it did train

@@ -60,11 +60,15 @@ class SoftwareDevice:
         for _ in range(steps):
             new = []
             for k in range(n):
-                h = drive.copy() if k == 0 else states[k - 1] @ w[f"W{k}"].T + w[f"b{k}"]
+                if k + 1 == n and beta != 0.0:  # the device's order: (W s + (b + βy)) − βs
+                    h = states[k - 1] @ w[f"W{k}"].T if k else drive.copy()
+                    h += w[f"b{k}"] + np.float32(beta) * np.asarray(target, np.float32) if k else \
+                        np.float32(beta) * np.asarray(target, np.float32)
+                    h -= np.float32(beta) * states[k]
+                else:
+                    h = drive.copy() if k == 0 else states[k - 1] @ w[f"W{k}"].T + w[f"b{k}"]
                 if k + 1 < n:
                     h += states[k + 1] @ w[f"W{k + 1}"]
-                if k + 1 == n and beta != 0.0:
-                    h += np.float32(beta) * (target - states[k])
                 s = response(self.activation, h, self.q, self.zeta_max)
                 if self.rate != 1.0:
                     s = states[k] + np.float32(self.rate) * (s - states[k])
