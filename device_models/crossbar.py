@@ -198,7 +198,11 @@ class CrossbarNetwork:
         no spread).
         """
         c = self.config
-        nominal = 1.0 / c.r_p_ohm - float(mtj.g_ap_s(1.0 / c.r_p_ohm, c.tmr0, c.v_read_v, c.v_h_v))
+        # the nominal cell's conductances as the cells hold them (numbers of the emulation dtype): without
+        # a spread every cell is that cell, and a pair at its limit is then worth w_max itself, not w_max
+        # times a ratio a rounding away from 1 (a saturated weight would read one float32 step inside it)
+        g_p_nominal = float(self.dtype.type(1.0 / c.r_p_ohm))
+        nominal = g_p_nominal - float(self.dtype.type(mtj.g_ap_s(g_p_nominal, c.tmr0, c.v_read_v, c.v_h_v)))
         free = (stuck[0] == FREE) & (stuck[1] == FREE)
         reach = np.minimum(g_p[0] - g_ap[1], g_p[1] - g_ap[0])[free]
         if reach.size == 0 or (c.r_p_dtod == 0 and c.tmr_dtod == 0):

@@ -243,3 +243,29 @@ def test_the_ideal_device_over_http_trains_the_software_reference_bit_for_bit(la
     for name, w in soft.net.weights.items():
         assert np.array_equal(remote.net.weights[name], w), name
         assert np.abs(w - start[name]).max() > 1e-4, name  # it did train
+
+
+def test_an_ideal_pair_at_its_limit_reads_the_software_references_clipped_weight():
+    """Weights at and beyond ±w_max on the ideal device read exactly what the software reference
+    holds (its clip to ±w_max in float32), not one float32 step inside: the ideal chip's range is
+    calibrated on the conductances its cells hold. ``crossbar-1.2`` read −0.14285713 for −1/7 and the
+    two runs parted there after about 370 MNIST steps."""
+    from device_server.drivers.emulated import EmulatedCrossbar
+
+    sizes = [784, 512, 10]
+    driver = EmulatedCrossbar("ideal", {"sizes": sizes}, "ideal", seed=0)
+    info = driver.describe()
+    w_max = info["topology"]["w_max"]
+    soft = SoftwareDevice(sizes, w_max, info["settings"])
+    rng = np.random.default_rng(1)
+    weights = {}
+    for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        w = rng.uniform(-1.5 * w_max[k], 1.5 * w_max[k], (n_out, n_in)).astype(np.float32)
+        w[0, :4] = [w_max[k], -w_max[k], 2 * w_max[k], -2 * w_max[k]]
+        weights[f"W{k}"], weights[f"b{k}"] = w, w[:, 0].copy()
+    driver.program(weights)
+    soft.program(weights)
+    read = driver.read_weights().arrays["weights"]
+    for name, w in soft.weights.items():
+        assert np.array_equal(read[name], w), (name, np.flatnonzero(read[name] != w)[:5])
+    assert np.sum(np.abs(soft.weights["W0"]) == np.float32(w_max[0])) > 1000  # many pairs at their limits
