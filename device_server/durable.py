@@ -97,14 +97,14 @@ class DurableDevices:
         compact, changes, state = False, {}, None
         if journal is not None:
             compact = journal.due_for_compaction()
-            tracked = driver.state_changes() if device_id not in self.untracked else None
+            tracked = self._tracked(device_id, driver, journal)
             if compact or tracked is None:
                 state = driver.export_state()
             if compact:
                 if tracked is not None:
                     self._check_tracked(device_id, journal, tracked, state)
             elif tracked is not None:
-                changes = journal.tracked(tracked)
+                changes = tracked
             else:
                 changes = journal.changes(state)
         with self.store.transaction() as conn:
@@ -124,10 +124,27 @@ class DurableDevices:
         elif journal is not None:
             journal.accept(changes)
 
-    def _check_tracked(self, device_id: str, journal: StateJournal, tracked: Any, state: dict[str, np.ndarray]) -> None:
+    def _tracked(self, device_id: str, driver: Driver, journal: StateJournal) -> dict[str, np.ndarray] | None:
+        """The journal entry of the driver's own list of changed cells; None when it keeps none (or
+        was found to break the contract: then logged, and diffed whole from now on)."""
+        if device_id in self.untracked:
+            return None
+        tracked = driver.state_changes()
+        if tracked is None:
+            return None
+        try:
+            return journal.tracked(tracked)
+        except ValueError as exc:
+            self.untracked.add(device_id)
+            log.error("device %s: the driver's list of changed cells is malformed (%s); its state is diffed "
+                      "whole from now on", device_id, exc)
+            return None
+
+    def _check_tracked(self, device_id: str, journal: StateJournal, entry: dict[str, np.ndarray],
+                       state: dict[str, np.ndarray]) -> None:
         """Before a snapshot replaces ``journal``: do the persisted arrays moved by the driver's list of
         changes equal the whole exported state? If not, log it and diff that device whole from now on."""
-        journal.accept(journal.tracked(tracked))  # the copy is dropped after the snapshot anyway
+        journal.accept(entry)  # the copy is dropped after the snapshot anyway
         wrong = journal.differs(state)
         if wrong:
             self.untracked.add(device_id)
@@ -135,6 +152,7 @@ class DurableDevices:
                       "persisted whole from now on (the snapshot being written holds it all)", device_id, wrong)
 
     def _kept(self, entry: tuple[str, str, str]) -> None:
+        # called at start and within a store transaction (its writer lock serialises the devices' threads)
         self.replay_keys[entry] = None
         self.replay_keys.move_to_end(entry)
         if len(self.replay_keys) > DURABLE_REPLAYS + REPLAY_PRUNE_EVERY:

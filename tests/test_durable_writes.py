@@ -112,6 +112,28 @@ def test_a_driver_that_misses_changes_is_caught_at_the_snapshot(tmp_path, caplog
     again.close()
 
 
+def test_a_malformed_list_is_logged_and_the_state_diffed_whole(tmp_path, caplog):
+    """A list whose values are of another dtype than the exported array breaks the contract: the
+    write still goes through (diffed whole), the device is diffed whole from then on, and a restart
+    restores every bit."""
+    text = write_lab(tmp_path / "lab.toml", SMALL_LAB).read_text()
+    store = Store.open(tmp_path / "state")
+    lab = build_lab(text, "t")
+    durable = DurableDevices(store, lab)
+    chip = lab.devices[DEVICE]
+    honest = chip.state_changes
+    chip.state_changes = lambda: {name: (index, values.astype(np.float32)) for name, (index, values) in honest().items()}
+    with caplog.at_level(logging.ERROR, logger="device_server.durable"):
+        _durable_writes(durable, chip, np.random.default_rng(9), 4)
+    assert DEVICE in durable.untracked and any("malformed" in r.getMessage() for r in caplog.records)
+    store.close()
+    again = Store.open(tmp_path / "state")
+    fresh = build_lab(text, "t")
+    DurableDevices(again, fresh)
+    assert _bits(fresh.devices[DEVICE].export_state()) == _bits(chip.export_state())
+    again.close()
+
+
 def test_an_honest_driver_is_journalled_by_its_list(tmp_path, caplog):
     """The emulated crossbar's list passes every snapshot check; a restart restores every bit, and a
     stored answer is looked up only for a key that may be on disk (the set stays bounded)."""
