@@ -73,6 +73,21 @@ def test_tracked_changes_are_the_state_changes(tmp_path):
     assert chip.state_changes() is not None
 
 
+def _opened(tmp_path, text: str) -> tuple[Store, DurableDevices, dict]:
+    """The state directory opened by a fresh copy of the lab, as a (re)starting server does."""
+    store = Store.open(tmp_path / "state")
+    lab = build_lab(text, "t")
+    return store, DurableDevices(store, lab), lab.devices
+
+
+def _restores(tmp_path, text: str, live) -> DurableDevices:
+    """Restart on the state directory: the restored chip holds ``live``'s state bit for bit."""
+    store, durable, devices = _opened(tmp_path, text)
+    assert _bits(devices[DEVICE].export_state()) == _bits(live.export_state())
+    store.close()
+    return durable
+
+
 def _durable_writes(durable: DurableDevices, chip, rng: np.random.Generator, n: int) -> int:
     """``n`` writes made durable as the server does; returns how many wrote a snapshot."""
     snapshots = 0
@@ -87,10 +102,8 @@ def test_a_driver_that_misses_changes_is_caught_at_the_snapshot(tmp_path, caplog
     """A driver whose list leaves out cells: the snapshot (always the whole state) catches it, the
     device is diffed whole from then on, and a restart still restores every bit."""
     text = write_lab(tmp_path / "lab.toml", SMALL_LAB).read_text()
-    store = Store.open(tmp_path / "state")
-    lab = build_lab(text, "t")
-    durable = DurableDevices(store, lab)
-    chip = lab.devices[DEVICE]
+    store, durable, devices = _opened(tmp_path, text)
+    chip = devices[DEVICE]
     honest = chip.state_changes
 
     def forgetful():
@@ -105,11 +118,7 @@ def test_a_driver_that_misses_changes_is_caught_at_the_snapshot(tmp_path, caplog
     assert any("missed changes" in r.getMessage() for r in caplog.records)
     _durable_writes(durable, chip, rng, 3)  # whole diffs from now on
     store.close()
-    again = Store.open(tmp_path / "state")
-    fresh = build_lab(text, "t")
-    DurableDevices(again, fresh)
-    assert _bits(fresh.devices[DEVICE].export_state()) == _bits(chip.export_state())
-    again.close()
+    _restores(tmp_path, text, chip)
 
 
 def test_a_malformed_list_is_logged_and_the_state_diffed_whole(tmp_path, caplog):
@@ -117,45 +126,33 @@ def test_a_malformed_list_is_logged_and_the_state_diffed_whole(tmp_path, caplog)
     write still goes through (diffed whole), the device is diffed whole from then on, and a restart
     restores every bit."""
     text = write_lab(tmp_path / "lab.toml", SMALL_LAB).read_text()
-    store = Store.open(tmp_path / "state")
-    lab = build_lab(text, "t")
-    durable = DurableDevices(store, lab)
-    chip = lab.devices[DEVICE]
+    store, durable, devices = _opened(tmp_path, text)
+    chip = devices[DEVICE]
     honest = chip.state_changes
     chip.state_changes = lambda: {name: (index, values.astype(np.float32)) for name, (index, values) in honest().items()}
     with caplog.at_level(logging.ERROR, logger="device_server.durable"):
         _durable_writes(durable, chip, np.random.default_rng(9), 4)
     assert DEVICE in durable.untracked and any("malformed" in r.getMessage() for r in caplog.records)
     store.close()
-    again = Store.open(tmp_path / "state")
-    fresh = build_lab(text, "t")
-    DurableDevices(again, fresh)
-    assert _bits(fresh.devices[DEVICE].export_state()) == _bits(chip.export_state())
-    again.close()
+    _restores(tmp_path, text, chip)
 
 
 def test_an_honest_driver_is_journalled_by_its_list(tmp_path, caplog):
     """The emulated crossbar's list passes every snapshot check; a restart restores every bit, and a
     stored answer is looked up only for a key that may be on disk (the set stays bounded)."""
     text = write_lab(tmp_path / "lab.toml", SMALL_LAB).read_text()
-    store = Store.open(tmp_path / "state")
-    lab = build_lab(text, "t")
-    durable = DurableDevices(store, lab)
+    store, durable, devices = _opened(tmp_path, text)
     with caplog.at_level(logging.ERROR, logger="device_server.durable"):
-        assert _durable_writes(durable, lab.devices[DEVICE], np.random.default_rng(6), 12) >= 2
+        assert _durable_writes(durable, devices[DEVICE], np.random.default_rng(6), 12) >= 2
     assert not durable.untracked and not caplog.records
     store.close()
-    again = Store.open(tmp_path / "state")
-    fresh = build_lab(text, "t")
-    restarted = DurableDevices(again, fresh)
-    assert _bits(fresh.devices[DEVICE].export_state()) == _bits(lab.devices[DEVICE].export_state())
+    restarted = _restores(tmp_path, text, devices[DEVICE])
     assert restarted.may_replay(DEVICE, "program", "key-11")
     assert not restarted.may_replay(DEVICE, "program", "never-sent")
     assert restarted.recall(DEVICE, "program", "key-11", "fp") is not None
     for i in range(3 * (DURABLE_REPLAYS + REPLAY_PRUNE_EVERY)):
         restarted._kept((DEVICE, "program", f"more-{i}"))  # noqa: SLF001
     assert len(restarted.replay_keys) == DURABLE_REPLAYS + REPLAY_PRUNE_EVERY
-    again.close()
 
 
 def test_state_directories_written_as_npz_still_restore(tmp_path, monkeypatch):
@@ -170,21 +167,15 @@ def test_state_directories_written_as_npz_still_restore(tmp_path, monkeypatch):
         np.savez(buf, **arrays)
         return buf.getvalue()
 
-    store = Store.open(tmp_path / "state")
-    lab = build_lab(text, "t")
-    durable = DurableDevices(store, lab)
-    chip = lab.devices[DEVICE]
+    store, durable, devices = _opened(tmp_path, text)
+    chip = devices[DEVICE]
     rng = np.random.default_rng(8)
     with monkeypatch.context() as m:
         m.setattr(store_module, "_pack", as_npz)
         _durable_writes(durable, chip, rng, 9)
     _durable_writes(durable, chip, rng, 2)
     store.close()
-    again = Store.open(tmp_path / "state")
-    fresh = build_lab(text, "t")
-    DurableDevices(again, fresh)
-    assert _bits(fresh.devices[DEVICE].export_state()) == _bits(chip.export_state())
-    again.close()
+    _restores(tmp_path, text, chip)
 
 
 def test_a_durable_training_step_leaves_one_audit_record(tmp_path):
