@@ -173,7 +173,9 @@ class CrossbarArray:
         """Recompute the weights, read matrices and conductance sums from the conductances, all cells at once."""
         g = np.ascontiguousarray(self.g)
         fab = self.fabrication(self.records)
-        coefficients = [np.ascontiguousarray(fab[:, 4 + j]).reshape(self.n_out, self.n_in + 1) for j in range(4)]
+        # the antiparallel shares' coefficients matter only to the bias nonlinearity's read matrix
+        coefficients = [np.ascontiguousarray(fab[:, 4 + j]).reshape(self.n_out, self.n_in + 1) if self.split else None
+                        for j in range(4)]
         w, read_p, read_g = read_entries((g[0], g[1]), (coefficients[0], coefficients[1]),
                                          (coefficients[2], coefficients[3]), self.g_unit_s, self.split)
         self.b = np.ascontiguousarray(w[:, self.n_in], dtype=self.dtype)

@@ -165,15 +165,23 @@ def write_pairs(xb: CrossbarArray, idx: np.ndarray, w: np.ndarray, records: np.n
         pair_attempts, switches, n_failed_j = tries, m, left.size
     else:
         moves = _general_moves(w, old, xb.w_max, c.levels)
-        tries_cells, failed_cells, e_write, switches = _cell_trains(xb, idx, bounds, moves, noise, i_nom, inv_rate,
-                                                                   ap_boost, c)
+        # only the pairs with a junction to switch get pulses: with continuous levels (one analog element
+        # per cell) that is a pair whose weight changed sign, a few of the whole array a training step rewrites
+        moving = np.flatnonzero((moves != 0).any(axis=0))
+        tries_cells, failed_cells = np.zeros((2, m)), np.zeros((2, m))
+        e_write, switches = 0.0, 0
+        if moving.size:
+            at = slice(None) if moving.size == m else moving
+            tries_cells[:, at], failed_cells[:, at], e_write, switches = _cell_trains(
+                xb, idx[at], bounds[at], moves[:, at], noise, i_nom, inv_rate, ap_boost, c)
         n_failed_j = int(failed_cells.sum())
-        if n_failed_j:
-            step = (_junction_g(xb, idx, bounds, True) - _junction_g(xb, idx, bounds, False)) / n_j
-            short = np.sign(moves) * failed_cells * step
-            gt_p -= short[0]
-            gt_m -= short[1]
-            fail |= (failed_cells > 0).any(axis=0)
+        if n_failed_j:  # a junction left behind keeps its cell one junction step short of the move
+            bad = np.flatnonzero(failed_cells.any(axis=0))
+            step = (_junction_g(xb, idx[bad], bounds[bad], True) - _junction_g(xb, idx[bad], bounds[bad], False)) / n_j
+            short = np.sign(moves[:, bad]) * failed_cells[:, bad] * step
+            gt_p[bad] -= short[0]
+            gt_m[bad] -= short[1]
+            fail[bad] = True
         pair_attempts = tries_cells[0] + tries_cells[1]
     # within each cell's range (its bounds are float64 values of the emulation dtype)
     g_new = (np.minimum(np.maximum(gt_p, floor_p), ceil_p), np.minimum(np.maximum(gt_m, floor_m), ceil_m))
