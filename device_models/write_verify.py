@@ -164,21 +164,20 @@ def write_pairs(xb: CrossbarArray, idx: np.ndarray, w: np.ndarray, records: np.n
         e_write = c.t_pulse_s * n_j * (i_nom[1] ** 2 / ap_boost * to_p + i_nom[0] ** 2 * (float(per_ohm.sum()) - to_p))
         pair_attempts, switches, n_failed_j = tries, m, left.size
     else:
-        moves = _general_moves(w, old, xb.w_max, c.levels)
         # only the pairs with a junction to switch get pulses: with continuous levels (one analog element
         # per cell) that is a pair whose weight changed sign, a few of the whole array a training step rewrites
-        moving = np.flatnonzero((moves != 0).any(axis=0))
+        moving, moves = _general_moves(w, old, xb.w_max, c.levels)
         tries_cells, failed_cells = np.zeros((2, m)), np.zeros((2, m))
         e_write, switches = 0.0, 0
         if moving.size:
             at = slice(None) if moving.size == m else moving
             tries_cells[:, at], failed_cells[:, at], e_write, switches = _cell_trains(
-                xb, idx[at], bounds[at], moves[:, at], noise, i_nom, inv_rate, ap_boost, c)
+                xb, idx[at], bounds[at], moves, noise, i_nom, inv_rate, ap_boost, c)
         n_failed_j = int(failed_cells.sum())
         if n_failed_j:  # a junction left behind keeps its cell one junction step short of the move
             bad = np.flatnonzero(failed_cells.any(axis=0))
             step = (_junction_g(xb, idx[bad], bounds[bad], True) - _junction_g(xb, idx[bad], bounds[bad], False)) / n_j
-            short = np.sign(moves[:, bad]) * failed_cells[:, bad] * step
+            short = np.sign(moves[:, np.searchsorted(moving, bad)]) * failed_cells[:, bad] * step
             gt_p[bad] -= short[0]
             gt_m[bad] -= short[1]
             fail[bad] = True
@@ -222,11 +221,23 @@ def _one_level_moves(w: np.ndarray, old: np.ndarray, w_max: float, levels: int) 
     return total > 0, total * step > 0
 
 
-def _general_moves(w: np.ndarray, old: np.ndarray, w_max: float, levels: int) -> np.ndarray:
-    """Junction switches of each cell, ``(2, m)``: + AP → P, − P → AP."""
+def _general_moves(w: np.ndarray, old: np.ndarray, w_max: float, levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs with a junction to switch (positions, ascending) and their cells' junction switches,
+    ``(2, len(positions))``: + AP → P, − P → AP.
+
+    With continuous levels a cell switches only when the pair's weight changes sign (or leaves or
+    reaches 0): found by comparing signs (byte-wide passes), the moves computed for those pairs only.
+    """
+    if not levels:
+        new_p, new_m, old_p, old_m = w > 0, w < 0, old > 0, old < 0  # a never-written pair (NaN): reset, 0
+        moving = np.flatnonzero((new_p != old_p) | (new_m != old_m))
+        return moving, np.stack([new_p[moving].astype(np.float64) - old_p[moving],
+                                 new_m[moving].astype(np.float64) - old_m[moving]])
     new_p, new_m = cell_levels(w, w_max, levels)
     old_p, old_m = cell_levels(old, w_max, levels)
-    return np.stack([new_p - old_p, new_m - old_m])
+    moves = np.stack([new_p - old_p, new_m - old_m])
+    moving = np.flatnonzero((moves != 0).any(axis=0))
+    return moving, (moves if moving.size == moves.shape[1] else moves[:, moving])
 
 
 def _junction_g(xb: CrossbarArray, idx: np.ndarray, bounds: np.ndarray, parallel: bool) -> np.ndarray:
