@@ -66,6 +66,8 @@ FREE, STUCK_P, STUCK_AP = 0, 1, 2
 NOISE_BLOCK = 1 << 16
 #: Largest layer buffer (all neuron layers of a batch) whose work arrays a crossbar keeps between relax calls [B].
 SETTLE_BUFFER_BYTES = 1 << 20
+#: Written index arrays a crossbar lists for :meth:`CrossbarNetwork.state_changes` before it keeps a flag per pair.
+WRITTEN_ARRAYS = 64
 #: Above this fraction of input columns that are zero in the whole batch, the input drive skips them.
 SPARSE_INPUT_FRACTION = 0.125
 
@@ -146,6 +148,7 @@ class CrossbarNetwork:
         #: per crossbar, the pairs written since the last :meth:`state_changes`: index arrays, or a flag
         #: per pair once they outnumber the pairs (:meth:`_note_written`); None: not known
         self._written: list[list[np.ndarray] | np.ndarray] | None = [[] for _ in self._xbars]
+        self._written_count = [0] * len(self._xbars)
 
     def idle(self, max_blocks: int = 1) -> bool:
         """Draw ahead up to ``max_blocks`` blocks (:data:`NOISE_BLOCK` values each, 0.1–0.3 ms) of the
@@ -794,19 +797,20 @@ class CrossbarNetwork:
     def _note_written(self, k: int, pairs: np.ndarray) -> None:
         """Remember that crossbar ``k``'s pairs ``pairs`` were written (for :meth:`state_changes`).
 
-        Kept as the written index arrays while they hold fewer indices than the crossbar has pairs
-        (a durable server asks after every write: a list of one array); past that, as a flag per
-        pair (a caller that never asks, a server without durable state, holds a byte per pair and
-        pays a scatter per write).
+        Kept as the written index arrays while there are at most :data:`WRITTEN_ARRAYS` of them
+        holding fewer indices than the crossbar has pairs (a durable server asks after every write:
+        a list of one array); past that, as a flag per pair (a caller that never asks, a server
+        without durable state, holds a byte per pair and pays a scatter per write).
         """
-        if self._written is None:
+        if self._written is None or not pairs.size:
             return
         held = self._written[k]
         if isinstance(held, np.ndarray):
             held[pairs] = True
             return
         held.append(pairs)
-        if sum(a.size for a in held) > self._xbars[k].pairs:
+        self._written_count[k] += pairs.size
+        if len(held) > WRITTEN_ARRAYS or self._written_count[k] > self._xbars[k].pairs:
             flags = np.zeros(self._xbars[k].pairs, dtype=bool)
             for a in held:
                 flags[a] = True
@@ -824,6 +828,7 @@ class CrossbarNetwork:
         listed too: what is listed holds the values of the state now.
         """
         written, self._written = self._written, [[] for _ in self._xbars]
+        self._written_count = [0] * len(self._xbars)
         if written is None:
             return None
         out: dict[str, tuple[np.ndarray, np.ndarray]] = {}

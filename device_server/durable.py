@@ -14,6 +14,7 @@ its retry replays the stored answer) or wholly absent (and its retry applies it)
 from __future__ import annotations
 
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
@@ -41,6 +42,7 @@ class DurableDevices:
         #: (device, operation, key) of the answers stored on disk for a replay, oldest first: the store keeps
         #: fewer than the newest DURABLE_REPLAYS + REPLAY_PRUNE_EVERY (Store.remember); an older key is not on disk
         self.replay_keys: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+        self._keys_lock = threading.Lock()
         if not store.durable:
             return
         for entry in store.replay_keys():
@@ -100,26 +102,30 @@ class DurableDevices:
             tracked = self._tracked(device_id, driver, journal)
             if compact or tracked is None:
                 state = driver.export_state()
-            if compact:
-                if tracked is not None:
-                    self._check_tracked(device_id, journal, tracked, state)
-            elif tracked is not None:
-                changes = tracked
-            else:
-                changes = journal.changes(state)
-        with self.store.transaction() as conn:
-            if compact:
-                self.store.snapshot(conn, device_id, driver.state_identity(), state)
-            elif changes:
-                self.store.journal_write(conn, device_id, changes)
-            if idempotency_key:
-                self.store.remember(conn, device_id, operation, idempotency_key, owner, str(fingerprint),
-                                    encoded if encoded is not None else codec.encode(content, codec.MSGPACK),
-                                    DURABLE_REPLAYS)
-                self._kept((device_id, operation, idempotency_key))
-            if audit is not None:
-                self.store.audit_in(conn, audit)
+            if not compact:
+                changes = tracked if tracked is not None else journal.changes(state)
+        taken: list[dict[str, Any]] = []
+        try:
+            with self.store.transaction() as conn:
+                if compact:
+                    self.store.snapshot(conn, device_id, driver.state_identity(), state)
+                elif changes:
+                    self.store.journal_write(conn, device_id, changes)
+                if idempotency_key:
+                    self.store.remember(conn, device_id, operation, idempotency_key, owner, str(fingerprint),
+                                        encoded if encoded is not None else codec.encode(content, codec.MSGPACK),
+                                        DURABLE_REPLAYS)
+                if audit is not None:
+                    taken = self.store.audit_in(conn, audit)
+        except BaseException:
+            self.store.requeue_audit(taken)  # the measurements' records it took are still to be committed
+            raise
+        # committed: only now does the persisted copy (the rollback's target) move on
+        if idempotency_key:
+            self._kept((device_id, operation, idempotency_key))
         if compact:
+            if tracked is not None:
+                self._check_tracked(device_id, journal, tracked, state)
             self.journals[device_id] = StateJournal(state)
         elif journal is not None:
             journal.accept(changes)
@@ -127,10 +133,8 @@ class DurableDevices:
     def _tracked(self, device_id: str, driver: Driver, journal: StateJournal) -> dict[str, np.ndarray] | None:
         """The journal entry of the driver's own list of changed cells; None when it keeps none (or
         was found to break the contract: then logged, and diffed whole from now on)."""
-        if device_id in self.untracked:
-            return None
-        tracked = driver.state_changes()
-        if tracked is None:
+        tracked = driver.state_changes()  # asked even when unused: the driver's list starts afresh
+        if tracked is None or device_id in self.untracked:
             return None
         try:
             return journal.tracked(tracked)
@@ -152,11 +156,11 @@ class DurableDevices:
                       "persisted whole from now on (the snapshot being written holds it all)", device_id, wrong)
 
     def _kept(self, entry: tuple[str, str, str]) -> None:
-        # called at start and within a store transaction (its writer lock serialises the devices' threads)
-        self.replay_keys[entry] = None
-        self.replay_keys.move_to_end(entry)
-        if len(self.replay_keys) > DURABLE_REPLAYS + REPLAY_PRUNE_EVERY:
-            self.replay_keys.popitem(last=False)
+        with self._keys_lock:  # devices' threads commit side by side
+            self.replay_keys[entry] = None
+            self.replay_keys.move_to_end(entry)
+            if len(self.replay_keys) > DURABLE_REPLAYS + REPLAY_PRUNE_EVERY:
+                self.replay_keys.popitem(last=False)
 
     def may_replay(self, device_id: str, operation: str, key: str) -> bool:
         """Whether an answer to ``key`` may be stored on disk (kept before this start, or since):

@@ -49,7 +49,11 @@ from sqlalchemy.pool import StaticPool
 
 from trainer_client import codec
 
-SCHEMA_VERSION = 1
+#: 2: device state packed with the project's codec (schema 1's NumPy ``.npz`` rows still read; a schema-1
+#: database is marked 2 when opened, so that a server of schema 1, which cannot read the new rows, refuses it)
+SCHEMA_VERSION = 2
+#: Schemas this version opens (and marks as its own).
+READABLE_SCHEMAS = (1, 2)
 metadata = MetaData()
 
 meta_table = Table("meta", metadata, Column("name", String(64), primary_key=True), Column("value", Text))
@@ -176,8 +180,15 @@ class StateMismatch(RuntimeError):
 
 def _pack(arrays: Mapping[str, np.ndarray]) -> bytes:
     """Named arrays as one MessagePack map (the project's codec): a journal entry or a snapshot.
-    A training step's entry packs in about 0.05 ms, against 0.6 ms as a NumPy ``.npz`` (a zip)."""
-    return codec.encode(dict(arrays))
+    A training step's entry packs in about 0.05 ms, against 0.6 ms as a NumPy ``.npz`` (a zip).
+    Arrays the codec does not carry (complex, dates, objects: a driver's state may hold any) go
+    as ``.npz``, which :func:`_unpack` reads too."""
+    try:
+        return codec.encode(dict(arrays))
+    except TypeError:
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return buf.getvalue()
 
 
 def _unpack(data: bytes) -> dict[str, np.ndarray]:
@@ -300,8 +311,11 @@ class Store:
             row = conn.execute(select(meta_table.c.value).where(meta_table.c.name == "schema_version")).first()
             if row is None:
                 conn.execute(insert(meta_table).values(name="schema_version", value=str(SCHEMA_VERSION)))
-            elif int(row[0]) != SCHEMA_VERSION:
+            elif int(row[0]) not in READABLE_SCHEMAS:
                 raise RuntimeError(f"state database schema {row[0]} is not {SCHEMA_VERSION}; use a new state directory")
+            elif int(row[0]) != SCHEMA_VERSION:
+                conn.execute(update(meta_table).where(meta_table.c.name == "schema_version")
+                             .values(value=str(SCHEMA_VERSION)))
 
     @classmethod
     def open(cls, state_dir: Path | None, database_url: str | None = None, ephemeral: bool = False) -> "Store":
@@ -464,10 +478,19 @@ class Store:
             with self.relaxed_engine.begin() as conn:
                 conn.execute(insert(audit_table), values)
 
-    def audit_in(self, conn: Any, record: Mapping[str, Any]) -> None:
+    def audit_in(self, conn: Any, record: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Append one audit record (after any queued ones) within the caller's transaction (:meth:`transaction`,
-        which holds the writer lock): a durable write commits its record with its cells."""
-        conn.execute(insert(audit_table), [*self._take_queued(), {k: v for k, v in record.items() if k in AUDIT_FIELDS}])
+        which holds the writer lock): a durable write commits its record with its cells. Returns the queued
+        records it took, for :meth:`requeue_audit` should the transaction not commit."""
+        queued = self._take_queued()
+        conn.execute(insert(audit_table), [*queued, {k: v for k, v in record.items() if k in AUDIT_FIELDS}])
+        return queued
+
+    def requeue_audit(self, records: list[dict[str, Any]]) -> None:
+        """Put back, first in line, queued records taken into a transaction that did not commit."""
+        if records:
+            with self._queue_lock:
+                self._audit_queue = [*records, *self._audit_queue]
 
     def queue_audit(self, record: Mapping[str, Any]) -> int:
         """Hold a record that needs no fsync for the next batch commit; returns the queue length.

@@ -39,8 +39,10 @@ def test_media_type_parsing():
         codec.encode({}, "text/csv")
 
 
-def test_empty_and_strided_arrays_survive_msgpack():
+def test_empty_strided_and_zero_dimensional_arrays_survive_msgpack():
     a = np.arange(12, dtype=np.float32).reshape(3, 4)
-    out = codec.decode(codec.encode({"empty": np.zeros((0, 5)), "column": a[:, 1]}, codec.MSGPACK), codec.MSGPACK)
+    out = codec.decode(codec.encode({"empty": np.zeros((0, 5)), "column": a[:, 1], "scalar": np.array(2.5)},
+                                    codec.MSGPACK), codec.MSGPACK)
     assert out["empty"].shape == (0, 5)
     np.testing.assert_array_equal(out["column"], [1, 5, 9])
+    assert out["scalar"].shape == () and out["scalar"] == 2.5

@@ -155,6 +155,65 @@ def test_an_honest_driver_is_journalled_by_its_list(tmp_path, caplog):
     assert len(restarted.replay_keys) == DURABLE_REPLAYS + REPLAY_PRUNE_EVERY
 
 
+def test_a_write_whose_snapshot_fails_is_rolled_back_and_its_retry_applies_once(tmp_path, monkeypatch):
+    """The store fails the commit of a write that was due a snapshot (a full disk): the device goes
+    back to the state before that write, the key it carried is not taken as stored, the queued
+    audit records it took are queued again, and the retry lands the write once."""
+    text = write_lab(tmp_path / "lab.toml", SMALL_LAB).read_text()
+    store, durable, devices = _opened(tmp_path, text)
+    chip = devices[DEVICE]
+    rng = np.random.default_rng(4)
+    result = chip.program({"b0": np.zeros(12)})
+    durable.persist_write(DEVICE, chip, "program", None, "k", "fp", {"achieved": result.arrays["achieved"]})
+    while not durable.journals[DEVICE].due_for_compaction():
+        _durable_writes(durable, chip, rng, 1)
+    before = _copy(chip.export_state())
+    store.queue_audit({"at": 0.0, "method": "POST", "path": "/v1/x", "status": 200, "outcome": "ok", "action": "relax"})
+    delta = {"b0": np.full(12, 0.05)}
+
+    def disk_full(*args, **kwargs):
+        raise OSError("disk full")
+
+    with monkeypatch.context() as m:
+        m.setattr(store, "snapshot", disk_full)
+        result = chip.update(delta)
+        with pytest.raises(OSError):
+            durable.persist_write(DEVICE, chip, "update", "retried", "k", "fp", {"achieved": result.arrays["achieved"]},
+                                  audit={"at": 1.0, "method": "POST", "path": "/v1/y", "status": 200, "outcome": "ok"})
+        durable.rollback(DEVICE, chip)  # what the server does when the write is not acknowledged
+    assert _bits(chip.export_state()) == _bits(before)
+    assert not durable.may_replay(DEVICE, "update", "retried")
+    assert [r["path"] for r in store._audit_queue] == ["/v1/x"]  # noqa: SLF001
+    result = chip.update(delta)
+    durable.persist_write(DEVICE, chip, "update", "retried", "k", "fp", {"achieved": result.arrays["achieved"]})
+    moved = chip.export_state()["x0.target"][:, -1] - before["x0.target"][:, -1]
+    # 0.05 is 1.55 grid steps, rounded stochastically to 1 or 2 per cell: once, the mean move is about
+    # 0.05; applied twice, every cell would have moved at least 2 steps (0.0645)
+    assert np.all(moved > 0) and moved.mean() < 0.06, moved
+    store.close()
+    _restores(tmp_path, text, chip)
+
+
+def test_many_small_or_empty_writes_keep_a_bounded_list():
+    """Nobody asks for the changes (a server without durable state): thousands of writes that change
+    nothing, or a few cells, leave at most a flag per pair, not one array per write."""
+    from device_models.crossbar import WRITTEN_ARRAYS, CrossbarNetwork
+    from device_models.presets import DEFAULT_V1
+
+    net = CrossbarNetwork([64, 32, 10], DEFAULT_V1, seed=1)
+    rng = np.random.default_rng(2)
+    w = {"W0": rng.uniform(-0.2, 0.2, (32, 64))}
+    net.program(w)
+    net.state_changes()  # from here on: a cell or none per write, far fewer than the 2080 pairs
+    for i in range(1000):
+        net.program(w)  # unchanged targets: nothing written
+        net.program_cells({"W0": (np.array([i]), np.array([0.1 if i % 2 else -0.1]))})
+    held = net._written[0]  # noqa: SLF001
+    assert isinstance(held, np.ndarray) or len(held) <= WRITTEN_ARRAYS
+    changes = net.state_changes()
+    assert changes is not None and changes["x0.target"][0].size <= 32 * 65
+
+
 def test_state_directories_written_as_npz_still_restore(tmp_path, monkeypatch):
     """Journal entries and snapshots written as NumPy ``.npz`` (before the codec) restore bit for bit,
     also with entries in the codec written after them."""
@@ -206,3 +265,13 @@ def test_a_durable_training_step_leaves_one_audit_record(tmp_path):
     assert len(steps) >= 2 and all(r["status"] == 200 and r["device_time_s"] > 0 for r in steps)
     programs = [r for r in records if r["action"] == "program"]
     assert [r["status"] for r in programs] == [200, 422]
+
+
+def test_states_the_codec_does_not_carry_are_packed_as_npz():
+    """A driver's state may hold any arrays: a 0-d one keeps its shape, a complex one goes as .npz."""
+    state = {"scalar": np.array(3.0), "phase": np.array([1 + 2j, 3 - 1j]), "g": np.arange(4.0)}
+    for arrays in (state, {k: v for k, v in state.items() if k != "phase"}):
+        back = store_module._unpack(store_module._pack(arrays))  # noqa: SLF001
+        assert set(back) == set(arrays)
+        for name, a in arrays.items():
+            assert back[name].shape == a.shape and back[name].dtype == a.dtype and np.array_equal(back[name], a)

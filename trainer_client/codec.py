@@ -49,12 +49,12 @@ def is_json(content_type: str | None) -> bool:
 
 def _to_msgpack(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
-        arr = np.ascontiguousarray(obj)
+        arr = np.ascontiguousarray(obj)  # (at least one dimension: the shape sent is the array's own)
         if arr.dtype.kind not in "biuf":
             raise TypeError(f"cannot encode an array of dtype {arr.dtype}")
         # a memoryview is packed as bin without an intermediate bytes copy
         data = memoryview(arr.reshape(-1)).cast("B") if arr.size else b""
-        return {"dtype": arr.dtype.str, "shape": list(arr.shape), "data": data}
+        return {"dtype": arr.dtype.str, "shape": list(obj.shape), "data": data}
     if isinstance(obj, np.generic):
         return obj.item()
     raise TypeError(f"cannot encode {type(obj).__name__}")
