@@ -70,16 +70,12 @@ def pulse_physics(c: CrossbarConfig) -> tuple[np.ndarray, np.ndarray, float]:
 
 
 def cell_levels(w: np.ndarray, w_max: float, levels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Junctions in the P state of the + and − cell of pairs at grid weight ``w`` (NaN: reset, 0), as floats.
-
-    With continuous levels a cell is one analog element: 1 when it carries the weight, else 0.
-    """
-    if levels:
-        q = np.multiply(w, (levels - 1) / w_max)
-        np.rint(q, out=q)
-        q[np.isnan(q)] = 0.0
-        return np.maximum(q, 0.0), np.maximum(-q, 0.0)
-    return (w > 0).astype(np.float64), (w < 0).astype(np.float64)
+    """Junctions in the P state of the + and − cell of pairs at grid weight ``w`` (NaN: reset, 0), as
+    floats, on a grid of ``levels`` (> 0; continuous cells: :func:`_general_moves`)."""
+    q = np.multiply(w, (levels - 1) / w_max)
+    np.rint(q, out=q)
+    q[np.isnan(q)] = 0.0
+    return np.maximum(q, 0.0), np.maximum(-q, 0.0)
 
 
 def _pick(mask: np.ndarray, a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
@@ -225,8 +221,9 @@ def _general_moves(w: np.ndarray, old: np.ndarray, w_max: float, levels: int) ->
     """The pairs with a junction to switch (positions, ascending) and their cells' junction switches,
     ``(2, len(positions))``: + AP → P, − P → AP.
 
-    With continuous levels a cell switches only when the pair's weight changes sign (or leaves or
-    reaches 0): found by comparing signs (byte-wide passes), the moves computed for those pairs only.
+    With continuous levels a cell is one analog element, its junction in P while it carries the
+    weight: it switches only when the pair's weight changes sign (or leaves or reaches 0), found by
+    comparing signs (byte-wide passes), the moves computed for those pairs only.
     """
     if not levels:
         new_p, new_m, old_p, old_m = w > 0, w < 0, old > 0, old < 0  # a never-written pair (NaN): reset, 0

@@ -61,9 +61,13 @@ class SoftwareDevice:
             new = []
             for k in range(n):
                 if k + 1 == n and beta != 0.0:  # the device's order: (W s + (b + βy)) − βs
-                    h = states[k - 1] @ w[f"W{k}"].T if k else drive.copy()
-                    h += w[f"b{k}"] + np.float32(beta) * np.asarray(target, np.float32) if k else \
-                        np.float32(beta) * np.asarray(target, np.float32)
+                    pull = np.float32(beta) * np.asarray(target, np.float32)
+                    if k:
+                        h = states[k - 1] @ w[f"W{k}"].T
+                        h += w[f"b{k}"] + pull
+                    else:  # a single crossbar: its bias is in the drive
+                        h = drive.copy()
+                        h += pull
                     h -= np.float32(beta) * states[k]
                 else:
                     h = drive.copy() if k == 0 else states[k - 1] @ w[f"W{k}"].T + w[f"b{k}"]
