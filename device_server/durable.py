@@ -146,14 +146,15 @@ class DurableDevices:
 
     def _check_tracked(self, device_id: str, journal: StateJournal, entry: dict[str, np.ndarray],
                        state: dict[str, np.ndarray]) -> None:
-        """Before a snapshot replaces ``journal``: do the persisted arrays moved by the driver's list of
-        changes equal the whole exported state? If not, log it and diff that device whole from now on."""
-        journal.accept(entry)  # the copy is dropped after the snapshot anyway
+        """Once a snapshot has committed, before it replaces ``journal``: do the persisted arrays moved by
+        the driver's list of changes equal the whole exported state? If not, log it and diff that device
+        whole from now on."""
+        journal.accept(entry)  # the copy is dropped for the snapshot's anyway
         wrong = journal.differs(state)
         if wrong:
             self.untracked.add(device_id)
             log.error("device %s: the driver's list of changed cells missed changes in %s; its state is "
-                      "persisted whole from now on (the snapshot being written holds it all)", device_id, wrong)
+                      "persisted whole from now on (the snapshot just written holds it all)", device_id, wrong)
 
     def _kept(self, entry: tuple[str, str, str]) -> None:
         with self._keys_lock:  # devices' threads commit side by side
