@@ -55,6 +55,8 @@ from device_models import mtj, stno
 from device_models.config import CrossbarConfig
 from device_models.crossbar_array import CrossbarArray
 from device_models.noise import NoiseStreams, exponential, standard_normal
+from device_models.relax_kernels import clip_sums, square_sum
+from device_models.relax_kernels import stno_response as activate
 from device_models.write_verify import WriteOutcome, junctions_per_cell, pulse_physics, write_pairs
 
 MODEL_VERSION = "crossbar-1.3"
@@ -417,8 +419,8 @@ class CrossbarNetwork:
 
         All layers of all phases live in one buffer (:meth:`_layer_buffer`), double-buffered between
         updates and kept between calls (:meth:`_settle_buffers`): the square of the states (read
-        energy and bias nonlinearity), ``g̃``, the neuron energy and the activation are one NumPy
-        call each per update over everything. The matrix products run per phase on its own rows, so
+        energy and bias nonlinearity) with ``g̃``, and the neuron energy's clip with the activation,
+        are one compiled pass each per update over everything (:mod:`device_models.relax_kernels`). The matrix products run per phase on its own rows, so
         each phase gets the bits it would get alone (one product over all rows does not: OpenBLAS
         sums a row differently for other row counts, which ``tests/test_crossbar_fast_paths.py``
         catches at 6 against 12 rows). The output layer's constant input — its bias line and,
@@ -436,8 +438,7 @@ class CrossbarNetwork:
         for block, s in zip(cur_s, states):
             block[...] = s
         # the read energy of the reads a layer drives (forward into k+1, transposed into k) is its
-        # squared states weighted by the conductance sums they see: one dot product per update
-        sq = scratch if n > 1 else None
+        # squared states weighted by the conductance sums they see: one weighted sum per update
         read_g = self._read_weights_of_states(buf["read_g"]) if n > 1 else None
         power = 0.0  # Σ (V/V_read)²·G [S] of those reads, over samples and updates
         den = self._bias_den if n > 1 else None
@@ -461,22 +462,19 @@ class CrossbarNetwork:
         stno_response = c.activation == "stno"
         zeta_max, q = c.zeta_max, c.q_damping
         gain = zeta_max - 1.0
-        lo, one = dtype.type(-(zeta_max + 1.0) / gain), dtype.type(1.0)
+        lo = dtype.type(-(zeta_max + 1.0) / gain)
         alpha, gamma = dtype.type(gain / (zeta_max + q)), dtype.type((1.0 + q) / (zeta_max + q))
-        ones = stno.ones_vector(cur.size, dtype)
-        zeros = buf["zeros"]  # np.maximum against an array: several times faster than against a scalar
         rate = c.relax_rate
-        mult, add, sub, div, mm, clip, dot = np.multiply, np.add, np.subtract, np.divide, np.matmul, np.clip, np.dot
+        mult, add, sub, mm = np.multiply, np.add, np.subtract, np.matmul
         sum_zeta2 = 0.0  # Σ over updates of Σ ζ² (stno neurons: R·I_th²·t_neuron times it is the energy)
         e_neuron = 0.0
         residuals = [0.0] * groups
+        with_g = den is not None
+        g_flat = g if with_g else scratch  # (not written without the nonlinearity)
+        den_value = den if with_g else dtype.type(0.0)
         for t in range(steps):
-            if sq is not None:
-                mult(cur, cur, out=sq)
-                power += float(dot(sq, read_g))
-                if den is not None:
-                    add(sq, den, out=sq)
-                    div(cur, sq, out=g)
+            if read_g is not None:  # Σ s²·G of the reads the states drive, and g̃(s): one pass
+                power += square_sum(cur, read_g, den_value, g_flat, with_g)
             for k in range(n):  # neuron layer k+1, fed by crossbar k (and k+1 transposed)
                 h = new_s[k]
                 if k + 1 < n:
@@ -512,14 +510,10 @@ class CrossbarNetwork:
             if nudging:  # + β(y − s_N): β y is in out_const
                 mult(cur_s[-1], beta_rows, out=nudge)
                 sub(new_s[-1], nudge, out=new_s[-1])
-            if stno_response:  # the energy's clip, then the activation of stno.activation from it
-                clip(new, lo, one, out=scratch)
-                z2 = new.size + 2.0 * gain * float(dot(scratch, ones)) + gain * gain * float(dot(scratch, scratch))
-                sum_zeta2 += max(z2, 0.0)
-                np.maximum(scratch, zeros, out=new)  # = clip(h, 0, 1): scratch is at most 1 already
-                mult(new, alpha, out=scratch)
-                add(scratch, gamma, out=scratch)
-                div(new, scratch, out=new)
+            if stno_response:  # the energy's clip sums, then stno.activation in place (relax_kernels)
+                s1, s2 = clip_sums(new, lo)
+                sum_zeta2 += max(new.size + 2.0 * gain * s1 + gain * gain * s2, 0.0)
+                activate(new, alpha, gamma)
             else:
                 e_neuron += self._neuron_energy_j(new, scratch)
                 self._activate(new, out=new)
@@ -547,7 +541,7 @@ class CrossbarNetwork:
             n, dtype = self.n_crossbars, self.dtype
             cur, new = self._layer_buffer(rows), self._layer_buffer(rows)
             buf = {
-                "cur": cur, "new": new, "scratch": np.empty_like(cur[0]), "zeros": np.zeros_like(cur[0]),
+                "cur": cur, "new": new, "scratch": np.empty_like(cur[0]),
                 "read_g": np.empty_like(cur[0]), "g": self._layer_buffer(rows),
                 "cats": [None] + [np.empty((rows, 2 * self.sizes[k + 1]), dtype) for k in range(1, n)],
                 "reads": [None] + [tuple(np.empty((rows, self.sizes[k + 1]), dtype) for _ in range(2))
