@@ -269,3 +269,21 @@ def test_an_ideal_pair_at_its_limit_reads_the_software_references_clipped_weight
     for name, w in soft.weights.items():
         assert np.array_equal(read[name], w), (name, np.flatnonzero(read[name] != w)[:5])
     assert np.sum(np.abs(soft.weights["W0"]) == np.float32(w_max[0])) > 1000  # many pairs at their limits
+
+
+def test_adam_takes_any_layout_and_keeps_the_update():
+    """Weights that are a strided view, and ascent directions in float64, step as contiguous float32
+    ones do (the compiled pass runs on flat arrays: the step must land in the caller's dict)."""
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((5, 3)).astype(np.float32)
+    g = rng.standard_normal((3, 5))
+    plain, strided = {"W0": w.T.copy()}, {"W0": np.asfortranarray(w.T)}
+    assert not strided["W0"].flags.c_contiguous
+    for weights in (plain, strided):
+        opt = Adam()
+        for _ in range(3):
+            opt.step(weights, {"W0": g}, {"W0": 0.1})
+    assert strided["W0"].dtype == np.float32 and np.array_equal(strided["W0"], plain["W0"])
+    assert not np.array_equal(plain["W0"], w.T)
+    with pytest.raises(ValueError, match="shape"):
+        Adam().step({"W0": np.zeros(3, np.float32)}, {"W0": np.zeros(4)}, {"W0": 0.1})
