@@ -55,6 +55,7 @@ from device_models import mtj, stno
 from device_models.config import CrossbarConfig
 from device_models.crossbar_array import CrossbarArray
 from device_models.noise import NoiseStreams, exponential, standard_normal
+from device_models import relax_kernels
 from device_models.relax_kernels import clip_sums, square_sum
 from device_models.relax_kernels import stno_response as activate
 from device_models.write_verify import WriteOutcome, junctions_per_cell, pulse_physics, write_pairs
@@ -147,6 +148,7 @@ class CrossbarNetwork:
         self._bias_den = None if split is None else self.dtype.type(split[2] / split[3])
         #: rows → the work arrays of :meth:`_settle` (:meth:`_settle_buffers`)
         self._buffers: dict[int, dict[str, Any]] = {}
+        relax_kernels.warm(self.dtype)  # compiled (or loaded) now, not in the first relax
         #: per crossbar, the pairs written since the last :meth:`state_changes`: index arrays, or a flag
         #: per pair once they outnumber the pairs (:meth:`_note_written`); None: not known
         self._written: list[list[np.ndarray] | np.ndarray] | None = [[] for _ in self._xbars]

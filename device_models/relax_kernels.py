@@ -87,3 +87,21 @@ def stno_response(h: np.ndarray, alpha: float, gamma: float) -> None:
     for i in range(h.size):
         c = _maximum(_minimum(h[i], one), zero)  # = clip(h, 0, 1), −0.0 and NaN kept as NumPy keeps them
         h[i] = c / (c * alpha + gamma)
+
+
+_WARM: set[np.dtype] = set()
+
+
+def warm(dtype: np.dtype) -> None:
+    """Compile (or load from the cache) every kernel for buffers of ``dtype`` now, once per process:
+    a chip is made when its server starts, and its first relax should not wait for the compiler."""
+    dtype = np.dtype(dtype)
+    if dtype in _WARM:
+        return
+    v = np.zeros(1, dtype)
+    zero = dtype.type(0.0)
+    square_sum(v, v, zero, v, True)
+    square_sum(v, v, zero, v, False)
+    clip_sums(v, zero)
+    stno_response(v, zero, zero)
+    _WARM.add(dtype)

@@ -79,6 +79,8 @@ class Adam:
         self.t = 0
         self.m_sum: dict[str, np.ndarray] = {}
         self.v_sum: dict[str, np.ndarray] = {}
+        z = np.zeros(1, np.float32)
+        _adam_pass(z, z, z, z, z[0], z[0], z[0], z[0])  # compiled (or loaded) now, not in the first step
 
     def step(self, weights: dict[str, np.ndarray], ascent: Mapping[str, np.ndarray], lrs: Mapping[str, float]) -> None:
         self.t += 1
