@@ -17,8 +17,9 @@ reference (tests/test_ep_protocol.py). Only the energy sums (float32 lanes, then
 from a BLAS dot product in the last bits. ``error_model="numpy"``: a division by zero gives inf/NaN
 as NumPy does, instead of a Python exception that would also stop the loop from vectorising.
 
-Compiled on first use and cached beside this file (``cache=True``); a read-only install compiles
-in memory each time instead (about a second).
+Compiled when a chip is made (:func:`warm`, about half a second) and cached beside this file
+(``cache=True``: later processes load it in about 0.2 s); where the install is read-only, numba
+keeps the cache in the user's cache directory (``NUMBA_CACHE_DIR``, by default ``~/.cache/numba``).
 """
 
 from __future__ import annotations
