@@ -421,8 +421,8 @@ class CrossbarNetwork:
 
         All layers of all phases live in one buffer (:meth:`_layer_buffer`), double-buffered between
         updates and kept between calls (:meth:`_settle_buffers`): the square of the states (read
-        energy and bias nonlinearity) with ``g̃``, and the neuron energy's clip with the activation,
-        are one compiled pass each per update over everything (:mod:`device_models.relax_kernels`). The matrix products run per phase on its own rows, so
+        energy), ``g̃``, the neuron energy's clip sums and the activation are one compiled pass each
+        per update over everything (:mod:`device_models.relax_kernels`). The matrix products run per phase on its own rows, so
         each phase gets the bits it would get alone (one product over all rows does not: OpenBLAS
         sums a row differently for other row counts, which ``tests/test_crossbar_fast_paths.py``
         catches at 6 against 12 rows). The output layer's constant input — its bias line and,
@@ -471,12 +471,11 @@ class CrossbarNetwork:
         sum_zeta2 = 0.0  # Σ over updates of Σ ζ² (stno neurons: R·I_th²·t_neuron times it is the energy)
         e_neuron = 0.0
         residuals = [0.0] * groups
-        with_g = den is not None
-        g_flat = g if with_g else scratch  # (not written without the nonlinearity)
-        den_value = den if with_g else dtype.type(0.0)
         for t in range(steps):
-            if read_g is not None:  # Σ s²·G of the reads the states drive, and g̃(s): one pass
-                power += square_sum(cur, read_g, den_value, g_flat, with_g)
+            if read_g is not None:  # Σ s²·G of the reads the states drive, and g̃(s)
+                power += square_sum(cur, read_g)
+                if den is not None:
+                    relax_kernels.rational(cur, den, g)
             for k in range(n):  # neuron layer k+1, fed by crossbar k (and k+1 transposed)
                 h = new_s[k]
                 if k + 1 < n:

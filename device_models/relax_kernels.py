@@ -5,13 +5,14 @@ small matrix products (BLAS) and element-wise work over every neuron of every la
 of the states (read energy), the bias nonlinearity's ``g̃(v) = v/(v² + D/a)``, the clip that gives
 the neuron energy, and the STNO response. At an EP batch of 64 (64 × 522 neurons) each NumPy pass
 costs about 2.5 µs, a third of it the call, and an update made about a dozen: more than its matrix
-products. Here the same arithmetic runs as two loops over the layer buffer, each vectorised by
-LLVM, about 3 µs apiece.
+products. Here the same arithmetic runs as four loops over the layer buffer, each vectorised by
+LLVM, 1–3 µs apiece.
 
 Bits: the states are the same IEEE operations, in the same order and type, as the NumPy
 expressions they replace (``np.clip`` then ``max(·, 0)``, ``c·α + γ``, the division; ``v·v``,
 ``+ D/a``, the division), with no contraction into fused multiply-adds (numba's default: the only
-fast-math flag set is ``reassoc``, which lets the sums of the energies run in vector lanes) — so a
+fast-math flag set is ``reassoc``, on the loops that only sum, which lets the energies' sums run
+in vector lanes; their order depends on the length alone, see :func:`square_sum`) — so a
 device reads bit for bit what it read before, and the ideal twin still matches the software
 reference (tests/test_ep_protocol.py). Only the energy sums (float32 lanes, then float64) may differ
 from a BLAS dot product in the last bits. ``error_model="numpy"``: a division by zero gives inf/NaN
@@ -44,25 +45,30 @@ def _minimum(a, b):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
-def square_sum(v: np.ndarray, weights: np.ndarray, den: float, g: np.ndarray, with_g: bool) -> float:
-    """``Σ v²·weights`` over the flat buffer ``v``; with ``with_g``, also ``g ← v/(v² + den)``.
+def square_sum(v: np.ndarray, weights: np.ndarray) -> float:
+    """``Σ v²·weights`` over the flat buffer ``v``: the read energy of the reads the states drive
+    (``weights``: the conductance each entry's squared voltage draws through,
+    :meth:`CrossbarNetwork._read_weights_of_states`).
 
-    The read energy of the reads the states drive (``weights``: the conductance each entry's
-    squared voltage draws through, :meth:`CrossbarNetwork._read_weights_of_states`) and the bias
-    nonlinearity's ``g̃`` of the states, from one square.
+    A sum only, no store: a loop that also writes an array gets a run-time overlap check from the
+    vectoriser and a scalar fallback, and the sum's order — its last bits — would then depend on
+    where the buffers happen to lie (twin devices answered different energies). Without stores
+    the order depends on the length alone.
     """
     total = v.dtype.type(0.0)
-    if with_g:
-        for i in range(v.size):
-            x = v[i]
-            sq = x * x
-            total += sq * weights[i]
-            g[i] = x / (sq + den)
-    else:
-        for i in range(v.size):
-            x = v[i]
-            total += x * x * weights[i]
+    for i in range(v.size):
+        x = v[i]
+        total += x * x * weights[i]
     return float(total)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def rational(v: np.ndarray, den: float, g: np.ndarray) -> None:
+    """``g ← v/(v² + den)``: the bias nonlinearity's ``g̃`` of the states (element-wise: the same
+    bits whichever way the loop runs)."""
+    for i in range(v.size):
+        x = v[i]
+        g[i] = x / (x * x + den)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
@@ -101,8 +107,8 @@ def warm(dtype: np.dtype) -> None:
         return
     v = np.zeros(1, dtype)
     zero = dtype.type(0.0)
-    square_sum(v, v, zero, v, True)
-    square_sum(v, v, zero, v, False)
+    square_sum(v, v)
+    rational(v, zero, v)
     clip_sums(v, zero)
     stno_response(v, zero, zero)
     _WARM.add(dtype)
