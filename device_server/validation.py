@@ -23,8 +23,15 @@ def enforce(limits: dict[str, dict[str, Any]], name: str, value: Any, field: str
     spec = limits.get(name)
     if spec is None or value is None:
         return value
-    field = field or name
     lo, hi = spec.get("min"), spec.get("max")
+    kind = type(value)
+    if (kind is float or kind is int) and -2**53 <= value <= 2**53:
+        # a plain number within the limits (half of a step's checks: β, step counts, batch): compared as
+        # below, without building a 0-d array and two reductions. A float compares as NumPy's float64
+        # does; an integer is exact as a float in this range, where NumPy compares it as one too.
+        if (lo is None or value >= float(lo)) and (hi is None or value <= float(hi)):
+            return value
+    field = field or name
     arr = np.asarray(value)
     if arr.size == 0:
         return value
