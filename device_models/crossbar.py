@@ -51,13 +51,10 @@ from typing import Any
 
 import numpy as np
 
-from device_models import mtj, stno
+from device_models import mtj, relax_kernels, stno
 from device_models.config import CrossbarConfig
 from device_models.crossbar_array import CrossbarArray
 from device_models.noise import NoiseStreams, exponential, standard_normal
-from device_models import relax_kernels
-from device_models.relax_kernels import clip_sums, square_sum
-from device_models.relax_kernels import stno_response as activate
 from device_models.write_verify import WriteOutcome, junctions_per_cell, pulse_physics, write_pairs
 
 MODEL_VERSION = "crossbar-1.3"
@@ -420,10 +417,10 @@ class CrossbarNetwork:
         ``W₀x + b₀`` is given.
 
         All layers of all phases live in one buffer (:meth:`_layer_buffer`), double-buffered between
-        updates and kept between calls (:meth:`_settle_buffers`): the square of the states (read
-        energy), ``g̃``, the neuron energy's clip sums and the activation are one compiled pass each
-        per update over everything (:mod:`device_models.relax_kernels`). The matrix products run per phase on its own rows, so
-        each phase gets the bits it would get alone (one product over all rows does not: OpenBLAS
+        updates and kept between calls (:meth:`_settle_buffers`): the read energy's weighted sum of
+        squared states, ``g̃``, the neuron energy's clip sums and the activation are one compiled
+        pass each per update over everything (:mod:`device_models.relax_kernels`). The matrix
+        products run per phase on its own rows, so each phase gets the bits it would get alone (one product over all rows does not: OpenBLAS
         sums a row differently for other row counts, which ``tests/test_crossbar_fast_paths.py``
         catches at 6 against 12 rows). The output layer's constant input — its bias line and,
         nudged, ``β y`` — is summed once per call, the nudge's ``−β s_N`` once per update.
@@ -473,7 +470,7 @@ class CrossbarNetwork:
         residuals = [0.0] * groups
         for t in range(steps):
             if read_g is not None:  # Σ s²·G of the reads the states drive, and g̃(s)
-                power += square_sum(cur, read_g)
+                power += relax_kernels.square_sum(cur, read_g)
                 if den is not None:
                     relax_kernels.rational(cur, den, g)
             for k in range(n):  # neuron layer k+1, fed by crossbar k (and k+1 transposed)
@@ -512,9 +509,9 @@ class CrossbarNetwork:
                 mult(cur_s[-1], beta_rows, out=nudge)
                 sub(new_s[-1], nudge, out=new_s[-1])
             if stno_response:  # the energy's clip sums, then stno.activation in place (relax_kernels)
-                s1, s2 = clip_sums(new, lo)
+                s1, s2 = relax_kernels.clip_sums(new, lo)
                 sum_zeta2 += max(new.size + 2.0 * gain * s1 + gain * gain * s2, 0.0)
-                activate(new, alpha, gamma)
+                relax_kernels.stno_response(new, alpha, gamma)
             else:
                 e_neuron += self._neuron_energy_j(new, scratch)
                 self._activate(new, out=new)
