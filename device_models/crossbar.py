@@ -55,6 +55,7 @@ from device_models import mtj, relax_kernels, stno
 from device_models.config import CrossbarConfig
 from device_models.crossbar_array import CrossbarArray
 from device_models.noise import NoiseStreams, exponential, standard_normal
+from device_models.write_kernels import changed_pairs
 from device_models.write_verify import WriteOutcome, junctions_per_cell, pulse_physics, write_pairs
 
 MODEL_VERSION = "crossbar-1.3"
@@ -708,20 +709,21 @@ class CrossbarNetwork:
             index = np.asarray(index, dtype=np.int64)
             pair = index + index // xb.n_in if name[0] == "W" else index * (xb.n_in + 1) + xb.n_in
             q = self.quantize(k, value)
-            records = xb.records.take(pair, axis=0, mode="clip")  # the pairs' state, old targets included
-            keep = ~(q == xb.old_targets(records))  # never-written (NaN) old counts as changed
+            # the old targets read in place (no gather of whole records: write_pairs reads them where
+            # they lie, or gathers them if it takes the general way); never-written (NaN) counts as changed
+            keep = changed_pairs(xb.records, xb.target_column, pair, q)
             if not keep.all():
                 keep = np.flatnonzero(keep)
-                index, pair, q, records = index.take(keep), pair.take(keep), q.take(keep), records.take(keep, axis=0)
-            parts.setdefault(k, {})[name[0]] = (pair, q, records, index)
+                index, pair, q = index.take(keep), pair.take(keep), q.take(keep)
+            parts.setdefault(k, {})[name[0]] = (pair, q, index)
         # one write per crossbar, its weights then its biases (one pass of the write's fixed costs);
         # where the pairs sit in the read matrices: the weights' own flat index, the biases' rows
         writes = []
         for k, by_kind in sorted(parts.items()):
             pieces = [by_kind[kind] for kind in "Wb" if kind in by_kind]
-            joined = pieces[0][:3] if len(pieces) == 1 else [np.concatenate([p[j] for p in pieces]) for j in range(3)]
-            writes.append((k, *joined, (by_kind["W"][3] if "W" in by_kind else None,
-                                        by_kind["b"][3] if "b" in by_kind else None)))
+            joined = pieces[0][:2] if len(pieces) == 1 else [np.concatenate([p[j] for p in pieces]) for j in range(2)]
+            writes.append((k, *joined, None, (by_kind["W"][2] if "W" in by_kind else None,
+                                              by_kind["b"][2] if "b" in by_kind else None)))
         return self._write_all(writes, names=list(cells))
 
     def _changed(self, new_targets: Mapping[int, np.ndarray]) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray,
@@ -736,9 +738,9 @@ class CrossbarNetwork:
             writes.append((k, changed, flat[changed], xb.records.take(changed, axis=0), (None, None)))
         return writes
 
-    def _write_all(self, writes: Sequence[tuple[int, np.ndarray, np.ndarray, np.ndarray, tuple[Any, Any]]],
+    def _write_all(self, writes: Sequence[tuple[int, np.ndarray, np.ndarray, np.ndarray | None, tuple[Any, Any]]],
                    names: Sequence[str]) -> tuple[dict, dict]:
-        """Write each ``(k, flat pair indices, grid targets, the pairs' records, (w_idx, b_idx))``
+        """Write each ``(k, flat pair indices, grid targets, the pairs' records or None, (w_idx, b_idx))``
         (``w_idx``/``b_idx``: where the pairs sit in the weights or biases, when known; see
         :meth:`CrossbarArray.store`); report as :meth:`program` does."""
         c = self.config

@@ -24,10 +24,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from device_models import mtj
+from device_models import mtj, write_kernels
 from device_models.config import CrossbarConfig
 from device_models.crossbar_array import CrossbarArray
 from device_models.noise import NoiseStreams
+
+#: Whether a write of one-level moves runs compiled (:func:`_write_one_level`); False: the NumPy
+#: path, the reference the compiled one is tested against (tests/test_write_kernels.py)
+COMPILED = True
 
 #: Above this fraction of pairs rewritten in one write, the read matrices are recomputed whole
 #: (a few passes) rather than patched cell by cell (gathers and scatters of every changed cell).
@@ -103,20 +107,34 @@ def _pulse_trains(noise: NoiseStreams, inv_rate: np.ndarray, limit: float,
     return tries, failed
 
 
-def write_pairs(xb: CrossbarArray, idx: np.ndarray, w: np.ndarray, records: np.ndarray, c: CrossbarConfig,
+def write_pairs(xb: CrossbarArray, idx: np.ndarray, w: np.ndarray, records: np.ndarray | None, c: CrossbarConfig,
                 noise: NoiseStreams, pulses: tuple[np.ndarray, np.ndarray, float],
                 w_idx: np.ndarray | None = None, b_idx: np.ndarray | None = None) -> WriteOutcome:
     """Write-and-verify the pairs at flat indices ``idx`` of ``xb`` to grid weights ``w``.
 
     ``records``: those pairs' records (:func:`device_models.crossbar_array.record_layout`) as they
-    are before the write (their previous targets, their bounds); ``pulses`` is :func:`pulse_physics` of ``c``.
+    are before the write (their previous targets, their bounds), or None (gathered here when
+    needed); ``pulses`` is :func:`pulse_physics` of ``c``.
     Updates ``xb`` (conductances, targets, read matrices; ``w_idx``/``b_idx`` as
     :meth:`CrossbarArray.store` takes them). Draws ``idx.size`` programming errors (pool
     ``"program"``) and one exponential per junction switch (pool ``"attempts"``).
+
+    A write whose pairs all move one level on a grid (a training step) runs compiled
+    (:func:`_write_one_level`, unless :data:`COMPILED` is False: the NumPy reference, for tests):
+    the same draws and the same bits but for the last bits of the energies.
     """
     m = idx.size
     if m == 0:
         return WriteOutcome.nothing()
+    if COMPILED and c.levels:
+        status = write_kernels.one_level_check(xb.records, xb.target_column, idx, np.asarray(w, np.float64),
+                                               (c.levels - 1) / xb.w_max)
+        if status < 0:
+            raise IndexError(f"pair index out of range 0..{xb.pairs - 1}")
+        if status:
+            return _write_one_level(xb, idx, w, c, noise, pulses)
+    if records is None:
+        records = xb.records.take(idx, axis=0)
     old = xb.old_targets(records)
     bounds = xb.fabrication(records)
     # the bounds, used many times: contiguous copies (element-wise work on strided columns is slower)
@@ -197,6 +215,52 @@ def write_pairs(xb: CrossbarArray, idx: np.ndarray, w: np.ndarray, records: np.n
         switches=int(switches),
         junction_failures=int(n_failed_j),
         most_attempts=int(pair_attempts.max()),
+        e_write_j=e_write,
+        e_verify_j=c.v_read_v**2 * c.t_read_s * verified,
+    )
+
+
+def _write_one_level(xb: CrossbarArray, idx: np.ndarray, w: np.ndarray, c: CrossbarConfig, noise: NoiseStreams,
+                     pulses: tuple[np.ndarray, np.ndarray, float]) -> WriteOutcome:
+    """:func:`write_pairs` of pairs that each move one level (checked by the caller), compiled
+    (:func:`device_models.write_kernels.write_one_level`): each pair switches one junction of one
+    cell, so the draws are ``m`` programming errors and ``m`` exponentials, taken in that order as
+    the NumPy path takes them. Its records are read and written in place (no gather).
+
+    The energies are the NumPy path's sums in loop order: they may differ from it in the last bits
+    (a BLAS dot product and pairwise sums there); everything else is bit for bit.
+    """
+    m = idx.size
+    err = (noise.take("program", m) if c.prog_std > 0 else np.empty(0, np.float32))
+    expo = noise.take("attempts", m)
+    i_nom, inv_rate, ap_boost = pulses
+    n_j = junctions_per_cell(c)
+    patch = not m > DENSE_WRITE_FRACTION * xb.pairs  # most pairs: write the records, then rederive all at once
+    split = xb.split is not None and patch
+    read = xb.read.reshape(2, -1) if split else np.empty((2, 0), xb.dtype)
+    linear, c_fac = (xb.split[0], -xb.split[1] / xb.split[3]) if split else (0.0, 0.0)
+    failed = np.empty(m, np.int64)
+    bias_delta = np.empty(m if patch else 0)
+    sums = np.empty(5)
+    n_failed, n_failed_j, n_b = write_kernels.write_one_level(
+        xb.records, xb.records.view(xb.dtype), xb.target_column, idx, np.asarray(w, np.float64),
+        err, float(c.prog_std * xb.g_range_s), expo, (c.levels - 1) / xb.w_max, float(xb.g_unit_s), 1 + 1e-12,
+        float(inv_rate[0]), float(inv_rate[1]), float(c.write_attempts_max), n_j,
+        xb.g_ap.reshape(2, -1), xb.g_p.reshape(2, -1), patch, xb.n_in, xb.n_out,
+        xb.w.reshape(-1), xb.b, read, split, xb.input_major, float(linear), float(c_fac),
+        xb.sums[0], xb.sums[1], failed, bias_delta, sums)
+    if patch:  # the bias column's sum as CrossbarArray.store adds it (NumPy's pairwise sum)
+        xb.sums[0][xb.n_in] += float(bias_delta[:n_b].sum())
+    else:
+        xb.refresh()
+    to_p, per_ohm_sum, n_pulses, most, verified = (float(v) for v in sums)
+    e_write = c.t_pulse_s * n_j * (i_nom[1] ** 2 / ap_boost * to_p + i_nom[0] ** 2 * (per_ohm_sum - to_p))
+    return WriteOutcome(
+        failed=idx.take(failed[:n_failed]),
+        pulses=int(n_pulses),
+        switches=m,
+        junction_failures=int(n_failed_j),
+        most_attempts=int(most),
         e_write_j=e_write,
         e_verify_j=c.v_read_v**2 * c.t_read_s * verified,
     )
