@@ -81,6 +81,24 @@ def default_w_max(fan_in: int) -> float:
     return float(4.0 / np.sqrt(fan_in))
 
 
+#: (dtype, grid) of the chips whose compiled one-level write has been run in this process
+_WARM_WRITES: set[tuple[np.dtype, bool]] = set()
+
+
+def _warm_writes(config: CrossbarConfig) -> None:
+    """Run the compiled one-level write (:mod:`device_models.write_kernels`) once per process for
+    chips of ``config``'s types, on a throwaway 2×2 chip of the same configuration: compiled (or
+    loaded from numba's cache) when a chip is made, not in the first training step it serves
+    (about a second on a machine that never compiled it). Continuous cells never take that path."""
+    key = (np.dtype(config.dtype), config.levels > 0)
+    if key in _WARM_WRITES or not config.levels:
+        return
+    _WARM_WRITES.add(key)  # first: the throwaway chip's own construction must not come back here
+    chip = CrossbarNetwork((2, 2), config, seed=0)
+    chip.program({"W0": np.zeros((2, 2))})
+    chip.program_cells({"W0": (np.array([0]), np.array([chip.w_max[0] / (config.levels - 1)]))})
+
+
 def weight_names(n_crossbars: int) -> list[str]:
     """Names of the programmable arrays: ``W0, b0, W1, b1, …``."""
     return [f"{p}{k}" for k in range(n_crossbars) for p in ("W", "b")]
@@ -147,6 +165,7 @@ class CrossbarNetwork:
         #: rows → the work arrays of :meth:`_settle` (:meth:`_settle_buffers`)
         self._buffers: dict[int, dict[str, Any]] = {}
         relax_kernels.warm(self.dtype)  # compiled (or loaded) now, not in the first relax
+        _warm_writes(config)
         #: per crossbar, the pairs written since the last :meth:`state_changes`: index arrays, or a flag
         #: per pair once they outnumber the pairs (:meth:`_note_written`); None: not known
         self._written: list[list[np.ndarray] | np.ndarray] | None = [[] for _ in self._xbars]
