@@ -1,4 +1,4 @@
-"""The element-wise work of one relax update as compiled loops (numba): one pass where NumPy made six.
+"""The element-wise work of one relax update as compiled loops (numba): four passes where NumPy made a dozen.
 
 An update of a crossbar network (:meth:`device_models.crossbar.CrossbarNetwork._settle`) is a few
 small matrix products (BLAS) and element-wise work over every neuron of every layer: the square
@@ -18,15 +18,16 @@ reference (tests/test_ep_protocol.py). Only the energy sums (float32 lanes, then
 from a BLAS dot product in the last bits. ``error_model="numpy"``: a division by zero gives inf/NaN
 as NumPy does, instead of a Python exception that would also stop the loop from vectorising.
 
-Compiled when a chip is made (:func:`warm`, about half a second) and cached beside this file
-(``cache=True``: later processes load it in about 0.2 s); where the install is read-only, numba
-keeps the cache in the user's cache directory (``NUMBA_CACHE_DIR``, by default ``~/.cache/numba``).
+Compiled when a chip is made (:func:`warm`, about half a second) and cached where a cache can be
+written (:mod:`device_models.compiled`: later processes load it in about 0.2 s).
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+
+from device_models.compiled import kernel
 
 #: ``reassoc`` only: sums in any order (vector lanes); no ``contract``, so no FMA changes a state's bits
 _FAST = {"reassoc"}
@@ -44,7 +45,7 @@ def _minimum(a, b):  # type: ignore[no-untyped-def]
     return a if (a <= b or a != a) else b
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
+@kernel(fastmath=_FAST)
 def square_sum(v: np.ndarray, weights: np.ndarray) -> float:
     """``Σ v²·weights`` over the flat buffer ``v``: the read energy of the reads the states drive
     (``weights``: the conductance each entry's squared voltage draws through,
@@ -62,7 +63,7 @@ def square_sum(v: np.ndarray, weights: np.ndarray) -> float:
     return float(total)
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@kernel()
 def rational(v: np.ndarray, den: float, g: np.ndarray) -> None:
     """``g ← v/(v² + den)``: the bias nonlinearity's ``g̃`` of the states (element-wise: the same
     bits whichever way the loop runs)."""
@@ -71,7 +72,7 @@ def rational(v: np.ndarray, den: float, g: np.ndarray) -> None:
         g[i] = x / (x * x + den)
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
+@kernel(fastmath=_FAST)
 def clip_sums(h: np.ndarray, lo: float) -> tuple[float, float]:
     """``(Σc, Σc²)`` of ``c = clip(h, lo, 1)`` over the flat buffer ``h``: with ``lo = −(ζ_max+1)/(ζ_max−1)``,
     ``Σζ² = N + 2gΣc + g²Σc²`` is the neurons' Joule energy (:func:`device_models.stno.neuron_energy_j`)."""
@@ -85,7 +86,7 @@ def clip_sums(h: np.ndarray, lo: float) -> tuple[float, float]:
     return float(s1), float(s2)
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@kernel()
 def stno_response(h: np.ndarray, alpha: float, gamma: float) -> None:
     """``h ← c/(c·α + γ)``, ``c = clip(h, 0, 1)``, in place: :func:`device_models.stno.activation`,
     the same operations in the same order (strict IEEE: no fast-math flag at all)."""

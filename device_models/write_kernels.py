@@ -28,18 +28,19 @@ Only the energy sums (``Σ pulses/G`` per direction, the verify reads' ``Σ puls
 loop order where NumPy used a BLAS dot product or a pairwise sum: they may differ in the last bits.
 ``error_model="numpy"``: a division by zero gives inf/NaN as NumPy does.
 
-Compiled on first use and cached beside this file (``cache=True``).
+Compiled when the first chip of a configuration is made (``crossbar._warm_writes``) and cached
+where a cache can be written (:mod:`device_models.compiled`).
 """
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
+from device_models.compiled import kernel
 from device_models.relax_kernels import _maximum, _minimum
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@kernel()
 def changed_pairs(records: np.ndarray, f: int, pair: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Mask of the pairs at flat indices ``pair`` whose grid target ``q`` differs from the one in
     their record (column ``f`` of ``records``; a never-written pair, NaN, counts as changed).
@@ -55,7 +56,7 @@ def changed_pairs(records: np.ndarray, f: int, pair: np.ndarray, q: np.ndarray) 
     return out
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@kernel()
 def one_level_check(records: np.ndarray, f: int, idx: np.ndarray, w: np.ndarray, scale: float) -> int:
     """1 if the pairs at ``idx`` moving to grid weights ``w`` all move by one level at most and
     one at least moves by exactly one (``max |rint(w·s) − rint(old·s)| == 1``, NaN failing it, as
@@ -74,7 +75,7 @@ def one_level_check(records: np.ndarray, f: int, idx: np.ndarray, w: np.ndarray,
     return 1 if most == 1.0 else 0
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@kernel()
 def write_one_level(records: np.ndarray, fab: np.ndarray, f: int, idx: np.ndarray, w: np.ndarray,
                     err: np.ndarray, err_scale: float, expo: np.ndarray, scale: float, g_unit: float,
                     tol: float, inv0: float, inv1: float, limit: float, n_j: int,

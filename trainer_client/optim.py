@@ -18,8 +18,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-import numba
 import numpy as np
+
+from device_models.compiled import kernel
 
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("constant", "cosine")
@@ -46,19 +47,24 @@ class SGD:
         pass
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _adam_pass(w: np.ndarray, m: np.ndarray, v: np.ndarray, g: np.ndarray, b1: np.float32, b2: np.float32,
-               eps: np.float32, factor: np.float32) -> None:
-    """``M ← β₁M + Ĝ``, ``V ← β₂V + Ĝ²``, ``W += factor·M/(√V + ε)`` element by element (flat float32
-    arrays): each the float32 operations, in order, of NumPy's in-place passes, with no fused
+@kernel()
+def _adam_pass(m: np.ndarray, v: np.ndarray, g: np.ndarray, b1: np.float32, b2: np.float32, eps: np.float32,
+               factor: np.float32, out: np.ndarray, add: bool) -> None:
+    """``M ← β₁M + Ĝ``, ``V ← β₂V + Ĝ²`` and the step ``factor·M/(√V + ε)``, element by element (flat
+    float32 arrays), the step added to ``out`` (``add``: the float32 weights themselves) or written
+    into it: each the float32 operations, in order, of NumPy's in-place passes, with no fused
     multiply-add (numba's strict default), so the weights are the bits those passes gave."""
-    for i in range(w.size):
+    for i in range(m.size):
         gi = g[i]
         mi = m[i] * b1 + gi
         vi = v[i] * b2 + gi * gi
         m[i] = mi
         v[i] = vi
-        w[i] += (mi / (np.sqrt(vi) + eps)) * factor
+        step = (mi / (np.sqrt(vi) + eps)) * factor
+        if add:
+            out[i] += step
+        else:
+            out[i] = step
 
 
 class Adam:
@@ -79,8 +85,9 @@ class Adam:
         self.t = 0
         self.m_sum: dict[str, np.ndarray] = {}
         self.v_sum: dict[str, np.ndarray] = {}
+        self._scratch: dict[str, np.ndarray] = {}
         z = np.zeros(1, np.float32)
-        _adam_pass(z, z, z, z, z[0], z[0], z[0], z[0])  # compiled (or loaded) now, not in the first step
+        _adam_pass(z, z, z, z[0], z[0], z[0], z[0], z, True)  # compiled (or loaded) now, not in the first step
 
     def step(self, weights: dict[str, np.ndarray], ascent: Mapping[str, np.ndarray], lrs: Mapping[str, float]) -> None:
         self.t += 1
@@ -94,13 +101,22 @@ class Adam:
             if m is None:
                 m = self.m_sum[name] = np.zeros_like(g)
                 self.v_sum[name] = np.zeros_like(g)
+            v = self.v_sum[name]
             w = weights[name]
-            if w.shape != g.shape:
-                raise ValueError(f"ascent {name!r} has shape {g.shape}, the weights {w.shape}")
-            if w.dtype != np.float32 or not w.flags.c_contiguous:
-                w = weights[name] = np.ascontiguousarray(w, dtype=np.float32)
-            _adam_pass(w.reshape(-1), m.reshape(-1), self.v_sum[name].reshape(-1), g.reshape(-1), b1, b2, eps,
-                       np.float32(lrs[name] * root_s2 / s1))
+            if not w.shape == g.shape == m.shape == v.shape:  # (a checkpoint of another network, say)
+                raise ValueError(f"Adam on {name!r}: ascent {g.shape}, weights {w.shape}, moments {m.shape} and "
+                                 f"{v.shape} must have one shape")
+            factor = np.float32(lrs[name] * root_s2 / s1)
+            if w.dtype == np.float32 and w.flags.c_contiguous:  # the step added where the weights lie
+                _adam_pass(m.reshape(-1), v.reshape(-1), g.reshape(-1), b1, b2, eps, factor, w.reshape(-1), True)
+                continue
+            # other weights (the forward-only trainers' float64 copies, a strided view): the float32
+            # step, then added in place, as NumPy's ``weights += step`` did — their type and identity kept
+            step = self._scratch.get(name)
+            if step is None or step.shape != g.shape:
+                step = self._scratch[name] = np.empty(g.shape, np.float32)
+            _adam_pass(m.reshape(-1), v.reshape(-1), g.reshape(-1), b1, b2, eps, factor, step.reshape(-1), False)
+            w += step
 
     def state(self) -> dict[str, np.ndarray]:
         """``t`` and the sums as they are (a resumed run is bit for bit the run not interrupted)."""
@@ -117,10 +133,11 @@ class Adam:
         for key, a in state.items():
             kind, _, name = key.partition(".")
             if kind in ("m_sum", "v_sum"):
-                getattr(self, kind)[name] = np.array(a, dtype=np.float32)
+                getattr(self, kind)[name] = np.array(a, dtype=np.float32, order="C")  # (the compiled pass: flat views)
             elif kind in ("m", "v"):  # the paper's moment is (1 − β)·sum
                 beta = self.beta1 if kind == "m" else self.beta2
-                getattr(self, f"{kind}_sum")[name] = (np.asarray(a, np.float64) / (1.0 - beta)).astype(np.float32)
+                getattr(self, f"{kind}_sum")[name] = np.ascontiguousarray(
+                    np.asarray(a, np.float64) / (1.0 - beta), dtype=np.float32)
 
 
 def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
