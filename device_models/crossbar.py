@@ -440,9 +440,9 @@ class CrossbarNetwork:
         updates and kept between calls (:meth:`_settle_buffers`): the read energy's weighted sum of
         squared states, ``g̃``, the neuron energy's clip sums and the activation are one compiled
         pass each per update over everything (:mod:`device_models.relax_kernels`). The matrix
-        products run per phase on its own rows, so each phase gets the bits it would get alone (one product over all rows does not: OpenBLAS
-        sums a row differently for other row counts, which ``tests/test_crossbar_fast_paths.py``
-        catches at 6 against 12 rows). The output layer's constant input — its bias line and,
+        products run per phase on its own rows, so each phase gets the bits it would get alone (one
+        product over all rows does not: OpenBLAS sums a row differently for other row counts, which
+        ``tests/test_crossbar_fast_paths.py`` catches at 6 against 12 rows). The output layer's constant input — its bias line and,
         nudged, ``β y`` — is summed once per call, the nudge's ``−β s_N`` once per update.
         """
         c = self.config
