@@ -6,6 +6,7 @@ where one can be written.
 can be written — a read-only install run by a user with no writable home, e.g. ``docker run
 --user 1234`` — numba refuses the decorator at import. :func:`kernel` then compiles without a
 cache: the server and the client still start, each process compiling anew (about a second).
+:func:`maximum` and :func:`minimum` are NumPy's scalar rules for the kernels that must give its bits.
 """
 
 from __future__ import annotations
@@ -29,3 +30,16 @@ def kernel(**options: Any) -> Callable[[Callable[..., Any]], Any]:
             return numba.njit(cache=False, **settings)(fn)
 
     return compile_
+
+
+@numba.njit(inline="always")
+def maximum(a, b):  # type: ignore[no-untyped-def]
+    """``np.maximum`` of two scalars, in a kernel: ``a`` when ``a ≥ b`` or NaN (so ``max(−0.0, 0.0)``
+    is ``−0.0``), as NumPy decides — Python's ``max`` and a plain comparison do not."""
+    return a if (a >= b or a != a) else b
+
+
+@numba.njit(inline="always")
+def minimum(a, b):  # type: ignore[no-untyped-def]
+    """``np.minimum`` of two scalars, in a kernel: ``a`` when ``a ≤ b`` or NaN."""
+    return a if (a <= b or a != a) else b

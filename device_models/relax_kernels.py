@@ -24,25 +24,12 @@ written (:mod:`device_models.compiled`: later processes load it in about 0.2 s).
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-from device_models.compiled import kernel
+from device_models.compiled import kernel, maximum, minimum
 
 #: ``reassoc`` only: sums in any order (vector lanes); no ``contract``, so no FMA changes a state's bits
 _FAST = {"reassoc"}
-
-
-@numba.njit(inline="always")
-def _maximum(a, b):  # type: ignore[no-untyped-def]
-    """``np.maximum`` of two scalars: ``a`` when ``a ≥ b`` or NaN (so ``max(−0.0, 0.0)`` is ``−0.0``)."""
-    return a if (a >= b or a != a) else b
-
-
-@numba.njit(inline="always")
-def _minimum(a, b):  # type: ignore[no-untyped-def]
-    """``np.minimum`` of two scalars: ``a`` when ``a ≤ b`` or NaN."""
-    return a if (a <= b or a != a) else b
 
 
 @kernel(fastmath=_FAST)
@@ -80,7 +67,7 @@ def clip_sums(h: np.ndarray, lo: float) -> tuple[float, float]:
     s1 = h.dtype.type(0.0)
     s2 = h.dtype.type(0.0)
     for i in range(h.size):
-        c = _minimum(_maximum(h[i], lo), one)
+        c = minimum(maximum(h[i], lo), one)
         s1 += c
         s2 += c * c
     return float(s1), float(s2)
@@ -93,7 +80,7 @@ def stno_response(h: np.ndarray, alpha: float, gamma: float) -> None:
     one = h.dtype.type(1.0)
     zero = h.dtype.type(0.0)
     for i in range(h.size):
-        c = _maximum(_minimum(h[i], one), zero)  # = clip(h, 0, 1), −0.0 and NaN kept as NumPy keeps them
+        c = maximum(minimum(h[i], one), zero)  # = clip(h, 0, 1), −0.0 and NaN kept as NumPy keeps them
         h[i] = c / (c * alpha + gamma)
 
 

@@ -36,8 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from device_models.compiled import kernel
-from device_models.relax_kernels import _maximum, _minimum
+from device_models.compiled import kernel, maximum, minimum
 
 
 @kernel()
@@ -125,7 +124,7 @@ def write_one_level(records: np.ndarray, fab: np.ndarray, f: int, idx: np.ndarra
         dg = wi * g_unit
         gt_p = fm + dg
         plus_active = gt_p >= fp  # the + cell carries the weight; the lower cell stays at its floor
-        gt_p = _maximum(gt_p, fp)
+        gt_p = maximum(gt_p, fp)
         gt_m = gt_p - dg
         fail = (gt_p > cp * tol) or (gt_m > cm * tol)
         if has_err:  # the error lands on the active cell of the pair
@@ -160,15 +159,15 @@ def write_one_level(records: np.ndarray, fab: np.ndarray, f: int, idx: np.ndarra
                 gt_m -= short
             fail = True
             n_failed_j += 1
-        tries = _minimum(tries, limit)
+        tries = minimum(tries, limit)
         per_ohm = tries / (rising * f_mv + (1.0 - rising) * c_mv)  # pulses·G⁻¹ of the junction in the state it leaves
         to_p += per_ohm * rising
         per_ohm_sum += per_ohm
         pulses += tries
         most = max(most, tries)
         # within each cell's range (its bounds are float64 values of the emulation dtype)
-        g_new_p = _minimum(_maximum(gt_p, fp), cp)
-        g_new_m = _minimum(_maximum(gt_m, fm), cm)
+        g_new_p = minimum(maximum(gt_p, fp), cp)
+        g_new_m = minimum(maximum(gt_m, fm), cm)
         gn_p[i] = g_new_p
         gn_m[i] = g_new_m
         d = g_new_p + g_new_m  # the change of G⁺ + G⁻ (the conductance sums)
